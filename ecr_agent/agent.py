@@ -1,0 +1,424 @@
+"""The renewal loop: fetch tokens when due, publish them to every target, keep state."""
+
+import concurrent.futures
+import logging
+import os
+import random
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from ecr_agent import logs, renewal
+from ecr_agent.config import Config, load_config
+from ecr_agent.credentials import Credentials
+from ecr_agent.errors import ConfigError, TokenError
+from ecr_agent.notify import Notifier
+from ecr_agent.state import RegistryState, TargetState, isoformat, write_state
+from ecr_agent.targets import Outcome, Target
+from ecr_agent.tokens import TokenClient, TokenRequest, TokenResult, plan_requests
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_CALLS = 8
+FIRST_PASS_EXTENSION = 30.0  # seconds asked of systemd at a time while the first pass runs
+IDLE_WAKEUP = 60.0  # longest sleep, so a wall-clock jump is noticed within a minute
+
+
+def build_targets(config: Config, on_result=None) -> list[Target]:
+    """Create the targets the configuration asks for, config files first."""
+    targets: list[Target] = []
+    docker = config.docker
+    if docker.config_files or docker.users:
+        from ecr_agent.docker_config import DockerConfigTarget
+
+        targets.append(DockerConfigTarget(docker))
+    if docker.verify_login or docker.swarm_services:
+        from ecr_agent.docker_daemon import DockerDaemonTarget
+
+        targets.append(DockerDaemonTarget(docker))
+    if config.rancher is not None:
+        from ecr_agent.rancher import RancherTarget
+
+        renewal_settings = config.renewal
+        targets.append(
+            RancherTarget(
+                config.rancher,
+                retry_initial=renewal_settings.retry_initial,
+                retry_max=renewal_settings.retry_max,
+                on_result=on_result,
+            )
+        )
+    return targets
+
+
+class Agent:
+    """Renews the tokens of one configuration and publishes them to its targets."""
+
+    def __init__(
+        self,
+        config: Config,
+        notifier: Notifier | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+        target_factory=build_targets,
+    ):
+        self.config = config
+        self.notifier = notifier or Notifier(environ={})
+        self.wall_clock = wall_clock
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.target_factory = target_factory
+        self.token_client = TokenClient(wall_clock)
+        self.lock = threading.RLock()
+        self.wakeup = threading.Event()
+        self.stop_requested = False
+        self.reload_requested = False
+        self.renew_requested = False
+        self.ready = False
+
+        self.registries: dict[str, RegistryState] = {}
+        self.current: dict[str, Credentials] = {}
+        self.due: dict[TokenRequest, datetime] = {}
+        self.failures: dict[TokenRequest, int] = {}
+        self.last_error: str | None = None
+        self._apply(config)
+
+    # -- configuration -------------------------------------------------------------
+
+    def _apply(self, config: Config) -> None:
+        self.config = config
+        known = self.registries
+        self.registries = {}
+        for registry in config.registries:
+            state = known.get(registry.host) or RegistryState(
+                registry.host, registry.account, registry.source.region
+            )
+            state.aliases = list(registry.aliases)
+            self.registries[registry.host] = state
+        self.current = {h: c for h, c in self.current.items() if h in self.registries}
+
+        now = self.wall_clock()
+        old_due, old_failures = self.due, self.failures
+        self.requests = plan_requests(config.registries)
+        self.due = {request: old_due.get(request, now) for request in self.requests}
+        self.failures = {request: old_failures.get(request, 0) for request in self.requests}
+        self.targets = self.target_factory(config, self._record_async)
+        for secret in _config_secrets(config):
+            logs.secret_filter.add(secret)
+
+    def reload(self) -> bool:
+        """Load the configuration file again; keep the running one if the new one is bad."""
+        self.notifier.reloading()
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as error:
+            log.error("reload rejected, keeping the running configuration: %s", error)
+            self.last_error = f"reload rejected: {'; '.join(error.problems)}"
+            self.notifier.ready(self.status_line())
+            return False
+
+        log.info("reloading configuration from %s", config.path)
+        self._close_targets()
+        self.token_client.reset()
+        logs.set_level(config.agent.log_level)
+        self._apply(config)
+        self.last_error = None
+        if self.current:
+            self._publish(dict(self.current))
+        self._save_state()
+        self.notifier.ready(self.status_line())
+        return True
+
+    # -- one pass --------------------------------------------------------------------
+
+    def renew(self, force: bool = False) -> bool:
+        """Renew every due token (every token with ``force``) and publish the results.
+
+        Returns False if a token call, a registry or a target failed.
+        """
+        now = self.wall_clock()
+        requests = [r for r in self.requests if force or self.due[r] <= now]
+        if not requests:
+            return True
+
+        results = self._fetch(requests)
+        self._progress()
+        ok = True
+        fresh: dict[str, Credentials] = {}
+        with self.lock:
+            for request, result in results:
+                ok &= self._record_tokens(request, result, fresh)
+
+            if fresh:
+                ok &= self._publish(fresh)
+            self._save_state()
+        self.notifier.status(self.status_line())
+        return ok
+
+    def _fetch(self, requests):
+        self.token_client.prepare(requests)
+        if len(requests) == 1:
+            return [(requests[0], self._fetch_one(requests[0]))]
+
+        workers = min(MAX_CONCURRENT_CALLS, len(requests))
+        with concurrent.futures.ThreadPoolExecutor(workers, "token") as pool:
+            futures = {pool.submit(self._fetch_one, request): request for request in requests}
+            self._wait_first_pass(futures)
+            return [(futures[future], future.result()) for future in futures]
+
+    def _fetch_one(self, request: TokenRequest) -> TokenResult | TokenError:
+        try:
+            return self.token_client.fetch(request)
+        except TokenError as error:
+            return error
+
+    def _wait_first_pass(self, futures) -> None:
+        pending = set(futures)
+        while pending:
+            if not self.ready:
+                self.notifier.extend_timeout(FIRST_PASS_EXTENSION)
+            _, pending = concurrent.futures.wait(pending, timeout=FIRST_PASS_EXTENSION / 3)
+
+    def _record_tokens(self, request, result, fresh) -> bool:
+        now = self.wall_clock()
+        if isinstance(result, TokenError):
+            self._record_failure(request, str(result), now)
+            return False
+
+        ok = True
+        latest = None
+        for registry in request.registries:
+            state = self.registries[registry.host]
+            credentials = result.credentials.get(registry.host)
+            if credentials is None:
+                self._record_registry_error(state, result.errors[registry.host], now)
+                ok = False
+                continue
+            fresh[registry.host] = credentials
+            self._record_success(state, credentials, now)
+            latest = credentials
+
+        if latest is None:
+            self._record_failure(request, "no registry of the request got credentials", now)
+            return False
+        self.failures[request] = 0
+        due = renewal.renewal_time(
+            latest.requested_at, latest.expires_at, now, self.config.renewal, self.rng
+        )
+        self._set_due(request, due)
+        return ok
+
+    def _record_success(self, state: RegistryState, credentials: Credentials, now) -> None:
+        self.current[state.host] = credentials
+        state.requested_at = isoformat(credentials.requested_at)
+        state.expires_at = isoformat(credentials.expires_at)
+        state.last_success = isoformat(now)
+        state.failures = 0
+        if credentials.is_expired(now):
+            log.warning(
+                "token for %s arrived already expired (expiresAt %s); written anyway",
+                state.host,
+                state.expires_at,
+            )
+        else:
+            log.info("renewed %s, expires at %s", state.host, state.expires_at)
+
+    def _record_registry_error(self, state: RegistryState, message: str, now) -> None:
+        state.last_error = message
+        state.last_error_at = isoformat(now)
+        state.failures += 1
+        self.last_error = f"{state.host}: {message}"
+        log.error("renewal failed for %s: %s", state.host, message)
+
+    def _record_failure(self, request: TokenRequest, message: str, now) -> None:
+        self.failures[request] += 1
+        delay = renewal.retry_delay(self.failures[request], self.config.renewal, self.rng)
+        self._set_due(request, now + timedelta(seconds=delay))
+        self.last_error = message
+        for registry in request.registries:
+            state = self.registries[registry.host]
+            state.last_error = message
+            state.last_error_at = isoformat(now)
+            state.failures = self.failures[request]
+        log.error("%s; %s; retry in %.0f s", message, self._validity(request, now), delay)
+
+    def _validity(self, request: TokenRequest, now: datetime) -> str:
+        expiries = [
+            self.current[registry.host].expires_at
+            for registry in request.registries
+            if registry.host in self.current
+        ]
+        if not expiries:
+            return "no credentials yet"
+        soonest = min(expiries)
+        if soonest <= now:
+            return f"current credentials expired at {isoformat(soonest)}"
+        return f"current credentials valid until {isoformat(soonest)}"
+
+    def _set_due(self, request: TokenRequest, due: datetime) -> None:
+        self.due[request] = due
+        for registry in request.registries:
+            self.registries[registry.host].next_renewal = isoformat(due)
+
+    # -- targets -----------------------------------------------------------------------
+
+    def _publish(self, fresh: dict[str, Credentials]) -> bool:
+        hosts = dict(fresh)
+        owner = {host: host for host in fresh}
+        for host in fresh:
+            for alias in self.registries[host].aliases:
+                hosts[alias] = fresh[host]
+                owner[alias] = host
+
+        ok = True
+        for target in self.targets:
+            outcomes = target.publish(hosts)
+            ok &= self._record_outcomes(outcomes, owner, list(fresh))
+            self._progress()
+        return ok
+
+    def _record_async(self, outcomes: list[Outcome]) -> None:
+        """Record outcomes that a target reports from its own thread (Rancher)."""
+        with self.lock:
+            owner = {host: host for host in self.registries}
+            for host, state in self.registries.items():
+                owner.update(dict.fromkeys(state.aliases, host))
+            self._record_outcomes(outcomes, owner, list(self.registries))
+            self._save_state()
+
+    def _record_outcomes(self, outcomes, owner, batch) -> bool:
+        now = isoformat(self.wall_clock())
+        ok = True
+        with self.lock:
+            for outcome in outcomes:
+                hosts = batch if outcome.host is None else [owner.get(outcome.host)]
+                entry = TargetState(outcome.ok, now, outcome.error, outcome.warning)
+                for host in hosts:
+                    if host in self.registries:
+                        self.registries[host].targets[outcome.target] = entry
+                if outcome.error:
+                    ok = False
+                    self.last_error = f"{outcome.target}: {outcome.error}"
+        return ok
+
+    def _close_targets(self) -> None:
+        for target in self.targets:
+            try:
+                target.close()
+            except Exception:
+                log.exception("closing target %s failed", target.name)
+
+    # -- state and status -------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        with self.lock:
+            try:
+                write_state(
+                    self.config.agent.state_dir, self.registries, os.getpid(), self.wall_clock()
+                )
+            except OSError as error:
+                log.error(
+                    "writing the state file in %s failed: %s",
+                    self.config.agent.state_dir,
+                    error.strerror or error,
+                )
+
+    def status_line(self) -> str:
+        now = self.wall_clock()
+        valid = {h: c for h, c in self.current.items() if not c.is_expired(now)}
+        parts = [f"{len(valid)} of {len(self.registries)} registries valid"]
+        if valid:
+            host, credentials = min(valid.items(), key=lambda item: item[1].expires_at)
+            parts.append(f"soonest expiry {isoformat(credentials.expires_at)} ({host})")
+        if self.last_error:
+            parts.append(f"last error: {self.last_error}")
+        return "; ".join(parts).replace("\n", " ")
+
+    def _progress(self) -> None:
+        if self.ready:
+            self.notifier.watchdog()
+
+    # -- the service ------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Renew forever until SIGTERM or SIGINT; return the exit status."""
+        self._install_signal_handlers()
+        log.info(
+            "starting: %d registries, %d token requests, targets: %s",
+            len(self.registries),
+            len(self.requests),
+            ", ".join(target.name for target in self.targets) or "none",
+        )
+        self.renew(force=True)
+        self.ready = True
+        self.notifier.ready(self.status_line())
+
+        while not self.stop_requested:
+            self._handle_requests()
+            if self.stop_requested:
+                break
+            self.wakeup.wait(self._sleep_seconds())
+            self.wakeup.clear()
+            self.notifier.watchdog()
+            if not self.stop_requested:
+                self.renew()
+
+        log.info("stopping")
+        self.notifier.stopping()
+        self._close_targets()
+        return 0
+
+    def _handle_requests(self) -> None:
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload()
+        if self.renew_requested:
+            self.renew_requested = False
+            log.info("renewing every registry now (SIGUSR1)")
+            self.renew(force=True)
+
+    def _sleep_seconds(self) -> float:
+        now = self.wall_clock()
+        soonest = min(self.due.values(), default=now + timedelta(seconds=IDLE_WAKEUP))
+        seconds = max((soonest - now).total_seconds(), 0.0)
+        limit = self.notifier.watchdog_interval or IDLE_WAKEUP
+        return min(seconds, limit, IDLE_WAKEUP)
+
+    def _install_signal_handlers(self) -> None:
+        def stop(signum, frame):
+            self.stop_requested = True
+            self.wakeup.set()
+
+        def reload(signum, frame):
+            self.reload_requested = True
+            self.wakeup.set()
+
+        def renew_now(signum, frame):
+            self.renew_requested = True
+            self.wakeup.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+        signal.signal(signal.SIGUSR1, renew_now)
+
+    # -- one-shot refresh -------------------------------------------------------------
+
+    def refresh(self, flush_timeout: float = 60.0) -> bool:
+        """Renew everything once and wait for targets that publish in the background."""
+        ok = self.renew(force=True)
+        for target in self.targets:
+            flush = getattr(target, "flush", None)
+            if flush is not None:
+                outcomes = flush(flush_timeout)
+                ok &= all(outcome.ok for outcome in outcomes)
+        self._save_state()
+        self._close_targets()
+        return ok
+
+
+def _config_secrets(config: Config):
+    if config.rancher is not None:
+        yield config.rancher.secret_key
+    yield os.environ.get("AWS_SECRET_ACCESS_KEY")
+    yield os.environ.get("AWS_SESSION_TOKEN")

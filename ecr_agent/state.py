@@ -1,0 +1,76 @@
+"""The state file that ``ecr-agent status`` reads: per registry, times and errors.
+
+It holds host names, times and error messages, never a credential.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+STATE_FILE = "state.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TargetState:
+    ok: bool
+    at: str
+    error: str | None = None
+    warning: str | None = None
+
+
+@dataclass
+class RegistryState:
+    """What the agent knows about one registry; times are ISO 8601 strings in UTC."""
+
+    host: str
+    account: str | None
+    region: str | None
+    aliases: list[str] = field(default_factory=list)
+    requested_at: str | None = None
+    expires_at: str | None = None
+    last_success: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    next_renewal: str | None = None
+    failures: int = 0
+    targets: dict[str, TargetState] = field(default_factory=dict)
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def write_state(directory: Path, registries: dict[str, RegistryState], pid: int, now: datetime):
+    """Replace the state file atomically; the directory is created 0700, the file 0600."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    document = {
+        "version": FORMAT_VERSION,
+        "pid": pid,
+        "updated_at": isoformat(now),
+        "registries": {host: asdict(state) for host, state in registries.items()},
+    }
+    data = json.dumps(document, indent=2, sort_keys=False).encode() + b"\n"
+
+    descriptor, temporary = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, directory / STATE_FILE)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_state(directory: Path) -> dict:
+    """Return the state document; raise OSError or ValueError if it is missing or broken."""
+    with open(directory / STATE_FILE, encoding="utf-8") as stream:
+        document = json.load(stream)
+    if not isinstance(document, dict) or not isinstance(document.get("registries"), dict):
+        raise ValueError(f"{directory / STATE_FILE} is not an ecr-agent state file")
+    return document

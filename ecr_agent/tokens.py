@@ -1,0 +1,248 @@
+"""GetAuthorizationToken calls: one per AWS credential source, region and endpoint.
+
+An ECR token is valid for every registry the principal may read, so registries that share
+a source share a call; their accounts go in ``registryIds`` (at most 10 a call), and each
+registry gets the entry returned for its account, as amazon-ecr-credential-helper does.
+"""
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ecr_agent import __version__, hosts
+from ecr_agent.config import AwsSource, Registry
+from ecr_agent.credentials import Credentials
+from ecr_agent.errors import TokenError
+
+log = logging.getLogger(__name__)
+
+MAX_REGISTRY_IDS = 10  # the limit ECR puts on registryIds in one call
+ROLE_DURATION = 3600  # seconds an assumed-role session lasts; botocore refreshes it early
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One GetAuthorizationToken call and the registries it covers."""
+
+    source: AwsSource
+    registries: tuple[Registry, ...]
+
+    @property
+    def label(self) -> str:
+        if self.source.public:
+            return hosts.PUBLIC_HOST
+        accounts = ", ".join(registry.account or "" for registry in self.registries)
+        return f"{self.source.region} (account {accounts})"
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    """Credentials per registry host, and an error for each registry the answer lacked."""
+
+    credentials: dict[str, Credentials]
+    errors: dict[str, str]
+
+
+def plan_requests(registries: Iterable[Registry]) -> list[TokenRequest]:
+    """Group registries by credential source, at most MAX_REGISTRY_IDS accounts a call."""
+    groups: dict[AwsSource, list[Registry]] = {}
+    for registry in registries:
+        groups.setdefault(registry.source, []).append(registry)
+
+    requests = []
+    for source, members in groups.items():
+        size = 1 if source.public else MAX_REGISTRY_IDS
+        for start in range(0, len(members), size):
+            requests.append(TokenRequest(source, tuple(members[start : start + size])))
+    return requests
+
+
+def decode_token(token: str, expires_at: datetime, requested_at: datetime, label: str):
+    """Decode a base64 ``AWS:<password>`` token into Credentials.
+
+    Raises TokenError naming ``label`` for a token that is not of that form; the message
+    never includes the token.
+    """
+    try:
+        text = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as error:
+        raise TokenError(label, "the authorization token is not valid base64 text") from error
+    username, separator, password = text.partition(":")
+    if not separator or not username or not password:
+        raise TokenError(label, "the authorization token is not of the form user:password")
+    if not isinstance(expires_at, datetime):
+        raise TokenError(label, "the answer has no expiresAt time")
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    return Credentials(username, password, requested_at, expires_at)
+
+
+class TokenClient:
+    """Makes token calls, keeping one boto3 client per credential source.
+
+    Clients are built on first use and reused; ``reset`` drops them so that the next call
+    reads the AWS credential sources again (rotated keys, a changed profile).
+    """
+
+    def __init__(self, wall_clock: Callable[[], datetime], environ=None):
+        self._wall_clock = wall_clock
+        self._environ = environ
+        self._clients: dict[AwsSource, object] = {}
+
+    def reset(self) -> None:
+        self._clients.clear()
+
+    def prepare(self, requests: Iterable[TokenRequest]) -> None:
+        """Build the clients of ``requests`` now; boto3 sessions are not thread-safe."""
+        for request in requests:
+            try:
+                self._client(request.source)
+            except TokenError as error:
+                log.debug("client for %s not built: %s", request.label, error)
+
+    def fetch(self, request: TokenRequest) -> TokenResult:
+        """Call GetAuthorizationToken for ``request``; raise TokenError if the call fails."""
+        client = self._client(request.source)
+        requested_at = self._wall_clock()
+        try:
+            if request.source.public:
+                answer = client.get_authorization_token()
+                entries = [dict(answer["authorizationData"], proxyEndpoint=hosts.PUBLIC_HOST)]
+            else:
+                ids = [registry.account for registry in request.registries]
+                answer = client.get_authorization_token(registryIds=ids)
+                entries = answer["authorizationData"]
+        except Exception as error:  # botocore raises many unrelated classes
+            raise TokenError(request.label, describe_aws_error(error)) from error
+        return self._match(request, entries, requested_at)
+
+    def _match(self, request, entries, requested_at) -> TokenResult:
+        by_account: dict[str | None, dict] = {}
+        for entry in entries:
+            try:
+                parsed = hosts.parse_host(entry.get("proxyEndpoint", ""))
+            except ValueError:
+                continue
+            by_account[parsed.account] = entry
+
+        credentials, errors = {}, {}
+        for registry in request.registries:
+            entry = by_account.get(registry.account)
+            if entry is None:
+                errors[registry.host] = f"the answer for {request.label} has no entry for it"
+                continue
+            try:
+                credentials[registry.host] = decode_token(
+                    entry.get("authorizationToken", ""),
+                    entry.get("expiresAt"),
+                    requested_at,
+                    registry.host,
+                )
+            except TokenError as error:
+                errors[registry.host] = str(error)
+        return TokenResult(credentials, errors)
+
+    def _client(self, source: AwsSource):
+        client = self._clients.get(source)
+        if client is None:
+            client = self._clients[source] = _build_client(source)
+        return client
+
+
+def _build_client(source: AwsSource):
+    import boto3
+    import botocore.config
+
+    try:
+        session = boto3.Session(profile_name=source.profile or None)
+        if source.role_arn:
+            session = _assume_role_session(session, source)
+        credentials = session.get_credentials()
+    except Exception as error:
+        raise TokenError(_source_label(source), describe_aws_error(error)) from error
+    if credentials is None:
+        raise TokenError(_source_label(source), "no AWS credentials found " + _CHAIN_HINT)
+
+    log.info("AWS credentials for %s come from %s", _source_label(source), credentials.method)
+    config = botocore.config.Config(
+        connect_timeout=5,
+        read_timeout=20,
+        retries={"max_attempts": 3, "mode": "standard"},
+        user_agent_extra=f"ecr-agent/{__version__}",
+        use_fips_endpoint=source.fips,
+        use_dualstack_endpoint=source.dualstack,
+    )
+    return session.client(
+        "ecr-public" if source.public else "ecr",
+        region_name=source.region,
+        endpoint_url=source.endpoint_url or None,
+        config=config,
+    )
+
+
+_CHAIN_HINT = (
+    "(looked in the environment, the shared credentials and config files, "
+    "and instance metadata); set a profile or provide credentials"
+)
+
+
+def _assume_role_session(base, source: AwsSource):
+    """Return a session whose credentials assume ``source.role_arn`` and refresh themselves."""
+    import boto3
+    import botocore.credentials
+    import botocore.session
+
+    sts = base.client(
+        "sts", region_name=source.region, endpoint_url=source.sts_endpoint_url or None
+    )
+
+    def refresh():
+        arguments = {
+            "RoleArn": source.role_arn,
+            "RoleSessionName": source.role_session_name,
+            "DurationSeconds": ROLE_DURATION,
+        }
+        if source.external_id:
+            arguments["ExternalId"] = source.external_id
+        answer = sts.assume_role(**arguments)["Credentials"]
+        return {
+            "access_key": answer["AccessKeyId"],
+            "secret_key": answer["SecretAccessKey"],
+            "token": answer["SessionToken"],
+            "expiry_time": answer["Expiration"].isoformat(),
+        }
+
+    credentials = botocore.credentials.DeferredRefreshableCredentials(
+        refresh_using=refresh, method="assume-role"
+    )
+    core = botocore.session.get_session()
+    # botocore has no public setter for a session's credentials; get_credentials()
+    # returns this attribute once it is set.
+    core._credentials = credentials
+    log.info("assuming role %s for %s", source.role_arn, _source_label(source))
+    return boto3.Session(botocore_session=core)
+
+
+def _source_label(source: AwsSource) -> str:
+    if source.public:
+        return hosts.PUBLIC_HOST
+    profile = f" profile {source.profile}" if source.profile else ""
+    return f"{source.region}{profile}"
+
+
+def describe_aws_error(error: Exception) -> str:
+    """Describe a botocore or network error in one line without request details."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        code = response["Error"].get("Code", "error")
+        message = response["Error"].get("Message", "")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        status_text = f" (HTTP {status})" if status else ""
+        return f"{code}{status_text}: {message}".rstrip(": ")
+    name = type(error).__name__
+    if name == "NoCredentialsError":
+        return "no AWS credentials found " + _CHAIN_HINT
+    return f"{name}: {error}"
