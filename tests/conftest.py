@@ -114,4 +114,6 @@ def require_root():
 def require_commands(*names):
     missing = [name for name in names if shutil.which(name) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (Debian packages; `make test` as root installs them)")
+        pytest.skip(
+            f"needs {', '.join(missing)} (Debian packages; `make test` as root installs them)"
+        )

@@ -1,0 +1,162 @@
+"""A reverse proxy for the AWS API that counts calls and injects faults.
+
+It sits between the agent and moto on 127.0.0.1. Each request is counted by its
+``X-Amz-Target`` (JSON protocols: ECR, ECR Public) or ``Action`` (query protocol: STS).
+``expires_in`` rewrites ``expiresAt`` in token answers, because moto always returns
+2015-01-01 and a test of the renewal loop needs tokens that are still valid.
+"""
+
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+FAULTS = (
+    "throttle",  # ECR's throttling error: HTTP 400, JSON, ThrottlingException
+    "500",
+    "503",
+    "html",  # an HTML error page with status 502
+    "forbidden-text",  # a non-JSON 403, as a proxy with an expired token sends
+    "reset",  # the connection is closed without an answer
+    "hang",  # the connection is accepted and never answered
+    "slow",  # the answer arrives, a byte at a time
+)
+
+
+class AwsProxy:
+    def __init__(self, upstream: str, expires_in: float | None = None):
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.expires_in = expires_in
+        self.calls: Counter[str] = Counter()
+        self.fault: str | None = None
+        self.fault_count = 0  # faults left to inject; a negative number means always
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail(self, fault: str | None, count: int = -1) -> None:
+        """Inject ``fault`` into the next ``count`` calls (every call if negative)."""
+        assert fault is None or fault in FAULTS, fault
+        with self.lock:
+            self.fault, self.fault_count = fault, count
+
+    def token_calls(self) -> int:
+        return sum(n for name, n in self.calls.items() if name.endswith("GetAuthorizationToken"))
+
+    def _next_fault(self) -> str | None:
+        with self.lock:
+            if self.fault is None or self.fault_count == 0:
+                return None
+            if self.fault_count > 0:
+                self.fault_count -= 1
+            return self.fault
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                name = self.headers.get("X-Amz-Target") or _query_action(body)
+                with proxy.lock:
+                    proxy.calls[name] += 1
+                fault = proxy._next_fault()
+                if fault:
+                    self._inject(fault)
+                    return
+                status, headers, answer = proxy._forward(self, body)
+                if proxy.expires_in is not None and name.endswith("GetAuthorizationToken"):
+                    answer = _rewrite_expiry(answer, time.time() + proxy.expires_in)
+                self._send(status, answer, headers.get("Content-Type", "application/json"))
+
+            do_GET = do_POST
+
+            def _send(self, status, body: bytes, content_type: str, slow=False):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not slow:
+                    self.wfile.write(body)
+                    return
+                for index in range(len(body)):
+                    self.wfile.write(body[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(0.5)
+
+            def _inject(self, fault):
+                if fault == "throttle":
+                    error = {"__type": "ThrottlingException", "message": "Rate exceeded"}
+                    self._send(400, json.dumps(error).encode(), "application/x-amz-json-1.1")
+                elif fault in ("500", "503"):
+                    error = {"__type": "ServerException", "message": "Service unavailable"}
+                    self._send(int(fault), json.dumps(error).encode(), "application/x-amz-json-1.1")
+                elif fault == "html":
+                    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                    self._send(502, page, "text/html")
+                elif fault == "forbidden-text":
+                    self._send(
+                        403, b"Forbidden: the security token included is expired", "text/plain"
+                    )
+                elif fault == "reset":
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    )
+                    self.close_connection = True
+                elif fault == "hang":
+                    time.sleep(3600)
+                elif fault == "slow":
+                    error = {"__type": "ServerException", "message": "slow"}
+                    self._send(
+                        500, json.dumps(error).encode(), "application/x-amz-json-1.1", slow=True
+                    )
+
+        return Handler
+
+    def _forward(self, handler, body):
+        connection = http.client.HTTPConnection(
+            self.upstream.hostname, self.upstream.port, timeout=30
+        )
+        headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+        headers["Host"] = f"{self.upstream.hostname}:{self.upstream.port}"
+        connection.request(handler.command, handler.path, body=body, headers=headers)
+        response = connection.getresponse()
+        answer = response.read()
+        connection.close()
+        return response.status, dict(response.getheaders()), answer
+
+
+def _query_action(body: bytes) -> str:
+    fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    return fields.get("Action", ["unknown"])[0]
+
+
+def _rewrite_expiry(answer: bytes, expires_at: float) -> bytes:
+    try:
+        document = json.loads(answer)
+    except ValueError:
+        return answer
+    data = document.get("authorizationData")
+    entries = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+    for entry in entries:
+        entry["expiresAt"] = expires_at
+    return json.dumps(document).encode()
