@@ -59,7 +59,7 @@ class MotoServer:
         raise RuntimeError("moto server did not answer within 60 s")
 
     def reset(self):
-        request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")
+        request = urllib.request.Request(self.url + "/moto-api/reset", method="POST")  # noqa: S310
         urllib.request.urlopen(request, timeout=5)  # noqa: S310
 
     def token_calls(self):

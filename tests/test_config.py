@@ -1,5 +1,6 @@
 import os
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -49,13 +50,13 @@ def test_shipped_config_asks_for_a_registry():
 
 
 def test_shipped_config_valid_with_examples(tmp_path):
-    lines = open(SHIPPED).read().splitlines()
+    lines = Path(SHIPPED).read_text().splitlines()
     examples = [
         line[2:]
         for line in lines
         if line.startswith(("# [[registry]]", "# account", "# region", "# public"))
     ]
-    text = "\n".join(lines + [""] + examples) + "\n"
+    text = "\n".join([*lines, "", *examples]) + "\n"
     config = load_config(write(tmp_path, text), environ={})
     hosts = [registry.host for registry in config.registries]
     assert hosts == ["123456789012.dkr.ecr.us-west-2.amazonaws.com", "public.ecr.aws"]
@@ -133,6 +134,8 @@ def test_parse_duration_rejects(value):
         parse_duration(value)
 
 
+ONE_REGISTRY = "[[registry]]\naccount = '123456789012'\nregion = 'us-east-1'\n"
+
 INVALID = [
     ("[agent]\nlog_level = 'loud'\n" + MINIMAL.replace("[agent]", "[x_agent]"), "agent.log_level"),
     ("[renewal]\nmin_interval = '5 minutes'\n" + MINIMAL, "renewal.min_interval"),
@@ -186,7 +189,7 @@ INVALID = [
         "rancher.secret_key_file",
     ),
     (
-        "[[registry]]\naccount = '123456789012'\nregion = 'us-east-1'\n[[registry]]\naccount = '123456789012'\nregion = 'us-east-1'\n",
+        ONE_REGISTRY + ONE_REGISTRY,
         "repeats host",
     ),
     (
