@@ -145,6 +145,12 @@ class AwsProxy:
         return response.status, dict(response.getheaders()), answer
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _query_action(body: bytes) -> str:
     fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     return fields.get("Action", ["unknown"])[0]

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.aws_proxy import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,12 +26,6 @@ def moto_python():
     test driver points ECR_AGENT_MOTO_PYTHON at the newest set's interpreter.
     """
     return os.environ.get("ECR_AGENT_MOTO_PYTHON", sys.executable)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class MotoServer:
