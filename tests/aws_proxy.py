@@ -2,10 +2,12 @@
 
 It sits between the agent and moto on 127.0.0.1. Each request is counted by its
 ``X-Amz-Target`` (JSON protocols: ECR, ECR Public) or ``Action`` (query protocol: STS).
+ECR Public's token call, which moto lacks, is answered by the proxy itself.
 ``expires_in`` rewrites ``expiresAt`` in token answers, because moto always returns
 2015-01-01 and a test of the renewal loop needs tokens that are still valid.
 """
 
+import base64
 import http.client
 import json
 import socket
@@ -83,7 +85,10 @@ class AwsProxy:
                 if fault:
                     self._inject(fault)
                     return
-                status, headers, answer = proxy._forward(self, body)
+                if name == PUBLIC_TARGET:
+                    status, headers, answer = 200, {}, _public_token(time.time() + 12 * 3600)
+                else:
+                    status, headers, answer = proxy._forward(self, body)
                 if proxy.expires_in is not None and name.endswith("GetAuthorizationToken"):
                     answer = _rewrite_expiry(answer, time.time() + proxy.expires_in)
                 self._send(status, answer, headers.get("Content-Type", "application/json"))
@@ -143,6 +148,17 @@ class AwsProxy:
         answer = response.read()
         connection.close()
         return response.status, dict(response.getheaders()), answer
+
+
+PUBLIC_TARGET = "SpencerFrontendService.GetAuthorizationToken"
+PUBLIC_PASSWORD = "STAND-IN-ECR-PUBLIC-PASSWORD"
+
+
+def _public_token(expires_at: float) -> bytes:
+    """Answer ecr-public's GetAuthorizationToken, which moto does not serve."""
+    token = base64.b64encode(f"AWS:{PUBLIC_PASSWORD}".encode()).decode()
+    data = {"authorizationToken": token, "expiresAt": expires_at}
+    return json.dumps({"authorizationData": data}).encode()
 
 
 def free_port() -> int:

@@ -4,6 +4,7 @@ import base64
 import json
 import signal
 
+from tests.aws_proxy import PUBLIC_PASSWORD
 from tests.integration.conftest import wait_until
 
 ONE = """
@@ -219,3 +220,23 @@ def test_run_signals(agent, proxy):
     assert "reload rejected, keeping the running configuration" in stderr
     assert "<6>stopping" in stderr
     agent.assert_no_secret(stdout, stderr)
+
+
+def test_public_registry(agent, proxy):
+    agent.write(ONE + "\n[[registry]]\npublic = true\n")
+    result = agent.run("refresh")
+
+    assert result.returncode == 0, result.stderr
+    assert proxy.calls["SpencerFrontendService.GetAuthorizationToken"] == 1
+    assert decoded(agent.docker_auths()["public.ecr.aws"]) == f"AWS:{PUBLIC_PASSWORD}"
+    assert PUBLIC_PASSWORD not in result.stderr
+    agent.assert_no_secret(result.stdout, result.stderr)
+
+
+def test_aliases_get_same_credentials(agent):
+    agent.write(ONE + 'aliases = ["ecr-cache.internal:5000"]\n')
+    result = agent.run("refresh")
+
+    assert result.returncode == 0, result.stderr
+    auths = agent.docker_auths()
+    assert auths["ecr-cache.internal:5000"] == auths[HOST]
