@@ -16,6 +16,12 @@ DEBIAN12=.venv-debian12
 
 say() { printf '\n=== %s\n' "$*"; }
 
+# pip, quietly: its output only when it fails.
+pip_install() {
+    local pip=$1; shift
+    "$pip" install -q "$@" > /tmp/ecr-agent-pip.log 2>&1 || { cat /tmp/ecr-agent-pip.log; return 1; }
+}
+
 install_debian_packages() {
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
         say "not root or no apt-get: Docker, systemd and package tests will skip"
@@ -41,8 +47,8 @@ install_debian_packages() {
 
 make_newest_venv() {
     [ -x "$NEWEST/bin/python" ] || python3 -m venv "$NEWEST"
-    "$NEWEST/bin/pip" install -q --upgrade pip
-    "$NEWEST/bin/pip" install -q -e . -r tests/requirements.txt
+    pip_install "$NEWEST/bin/pip" --upgrade pip
+    pip_install "$NEWEST/bin/pip" -e . -r tests/requirements.txt
 }
 
 make_debian12_venv() {
@@ -53,11 +59,10 @@ make_debian12_venv() {
         /usr/bin/python3 -m venv --system-site-packages "$DEBIAN12"
     else
         python3 -m venv "$DEBIAN12"
-        "$DEBIAN12/bin/pip" install -q -r tests/requirements-debian12.txt
+        pip_install "$DEBIAN12/bin/pip" -r tests/requirements-debian12.txt
     fi
-    "$DEBIAN12/bin/pip" install -q pytest hypothesis
-    "$DEBIAN12/bin/pip" install -q --no-deps --no-build-isolation -e . 2>/dev/null ||
-        "$DEBIAN12/bin/pip" install -q --no-deps -e .
+    pip_install "$DEBIAN12/bin/pip" pytest hypothesis
+    pip_install "$DEBIAN12/bin/pip" --no-deps -e .
 }
 
 install_debian_packages
