@@ -62,13 +62,14 @@ class Agent:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         rng: random.Random | None = None,
         target_factory=build_targets,
+        token_client: TokenClient | None = None,
     ):
         self.config = config
         self.notifier = notifier or Notifier(environ={})
         self.wall_clock = wall_clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.target_factory = target_factory
-        self.token_client = TokenClient(wall_clock)
+        self.token_client = token_client or TokenClient(wall_clock)
         self.lock = threading.RLock()
         self.wakeup = threading.Event()
         self.stop_requested = False

@@ -240,3 +240,25 @@ def test_aliases_get_same_credentials(agent):
     assert result.returncode == 0, result.stderr
     auths = agent.docker_auths()
     assert auths["ecr-cache.internal:5000"] == auths[HOST]
+
+
+def test_version_and_module_entry(agent):
+    from ecr_agent import __version__
+
+    result = agent.run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"ecr-agent {__version__}"
+
+
+def test_config_from_environment(agent, tmp_path):
+    import subprocess
+
+    from tests.conftest import agent_command, agent_env
+
+    agent.write(ONE)
+    env = agent_env(tmp_path, ECR_AGENT_CONFIG=str(agent.config))
+    result = subprocess.run(
+        agent_command("check-config"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"# effective configuration of {agent.config}" in result.stdout
