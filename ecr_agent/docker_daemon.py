@@ -31,6 +31,7 @@ def create_client(base_url: str, timeout: float):
     when it is created and raises on an ``auths`` entry that is not base64 of
     ``user:password``. While the client is created, DOCKER_CONFIG points at a private
     directory holding an empty config, so the user's file cannot break the daemon checks.
+    Where no temporary directory can be created, the SDK reads the user's file.
     The API version is negotiated with the daemon (``GET /version``).
     """
     import docker
