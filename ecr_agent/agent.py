@@ -81,6 +81,8 @@ class Agent:
         self.current: dict[str, Credentials] = {}
         self.due: dict[TokenRequest, datetime] = {}
         self.failures: dict[TokenRequest, int] = {}
+        self.target_due: dict[str, datetime] = {}
+        self.target_failures: dict[str, int] = {}
         self.last_error: str | None = None
         self._apply(config)
 
@@ -104,6 +106,7 @@ class Agent:
         self.due = {request: old_due.get(request, now) for request in self.requests}
         self.failures = {request: old_failures.get(request, 0) for request in self.requests}
         self.targets = self.target_factory(config, self._record_async)
+        self.target_due, self.target_failures = {}, {}
         for secret in _config_secrets(config):
             logs.secret_filter.add(secret)
 
@@ -263,7 +266,7 @@ class Agent:
 
     # -- targets -----------------------------------------------------------------------
 
-    def _publish(self, fresh: dict[str, Credentials]) -> bool:
+    def _publish(self, fresh: dict[str, Credentials], targets=None) -> bool:
         hosts = dict(fresh)
         owner = {host: host for host in fresh}
         for host in fresh:
@@ -272,11 +275,37 @@ class Agent:
                 owner[alias] = host
 
         ok = True
-        for target in self.targets:
+        for target in self.targets if targets is None else targets:
             outcomes = target.publish(hosts)
-            ok &= self._record_outcomes(outcomes, owner, list(fresh))
+            target_ok = self._record_outcomes(outcomes, owner, list(fresh))
+            self._schedule_target_retry(target, target_ok)
+            ok &= target_ok
             self._progress()
         return ok
+
+    def _schedule_target_retry(self, target: Target, ok: bool) -> None:
+        """Plan another publish to a target that failed, with the same backoff as tokens."""
+        if ok:
+            self.target_failures.pop(target.name, None)
+            self.target_due.pop(target.name, None)
+            return
+        failures = self.target_failures.get(target.name, 0) + 1
+        self.target_failures[target.name] = failures
+        delay = renewal.retry_delay(failures, self.config.renewal, self.rng)
+        self.target_due[target.name] = self.wall_clock() + timedelta(seconds=delay)
+        log.info("publishing to %s again in %.0f s", target.name, delay)
+
+    def retry_targets(self) -> None:
+        """Publish the current credentials again to each failed target that is due."""
+        now = self.wall_clock()
+        due = [t for t in self.targets if self.target_due.get(t.name, now) <= now]
+        due = [t for t in due if t.name in self.target_due]
+        if not due or not self.current:
+            return
+        with self.lock:
+            self._publish(dict(self.current), due)
+            self._save_state()
+        self.notifier.status(self.status_line())
 
     def _record_async(self, outcomes: list[Outcome]) -> None:
         """Record outcomes that a target reports from its own thread (Rancher)."""
@@ -363,6 +392,7 @@ class Agent:
             self.notifier.watchdog()
             if not self.stop_requested:
                 self.renew()
+                self.retry_targets()
 
         log.info("stopping")
         self.notifier.stopping()
@@ -380,7 +410,8 @@ class Agent:
 
     def _sleep_seconds(self) -> float:
         now = self.wall_clock()
-        soonest = min(self.due.values(), default=now + timedelta(seconds=IDLE_WAKEUP))
+        planned = [*self.due.values(), *self.target_due.values()]
+        soonest = min(planned, default=now + timedelta(seconds=IDLE_WAKEUP))
         seconds = max((soonest - now).total_seconds(), 0.0)
         limit = self.notifier.watchdog_interval or IDLE_WAKEUP
         return min(seconds, limit, IDLE_WAKEUP)

@@ -168,3 +168,22 @@ def test_state_file_has_no_secret(tmp_path):
     assert HOST_A in state
     assert PASSWORD not in state
     assert (tmp_path / "state" / "state.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_failed_target_is_retried(tmp_path):
+    target = RecordingTarget("daemon", error="connection refused")
+    agent, clock, tokens = make_agent(tmp_path, [target])
+    agent.renew(force=True)
+    retry_at = agent.target_due["daemon"]
+
+    assert clock.now < retry_at <= clock.now + timedelta(seconds=15)
+    agent.retry_targets()
+    assert len(target.published) == 1
+
+    target.error = None
+    clock.now = retry_at
+    agent.retry_targets()
+    assert len(target.published) == 2
+    assert set(target.published[1]) == {HOST_A, HOST_B, "cache.internal"}
+    assert "daemon" not in agent.target_due
+    assert tokens.calls == 2
