@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -16,12 +17,13 @@ from ecr_agent.errors import ConfigError, TokenError
 from ecr_agent.notify import Notifier
 from ecr_agent.state import RegistryState, TargetState, isoformat, write_state
 from ecr_agent.targets import Outcome, Target
-from ecr_agent.tokens import TokenClient, TokenRequest, TokenResult, plan_requests
+from ecr_agent.tokens import TokenClient, TokenRequest, plan_requests
 
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_CALLS = 8
 FIRST_PASS_EXTENSION = 30.0  # seconds asked of systemd at a time while the first pass runs
+STOP_POLL = 0.25  # seconds between checks for a stop request while token calls run
 IDLE_WAKEUP = 60.0  # longest sleep, so a wall-clock jump is noticed within a minute
 
 
@@ -146,6 +148,8 @@ class Agent:
             return True
 
         results = self._fetch(requests)
+        if results is None:
+            return False
         self._progress()
         ok = True
         fresh: dict[str, Credentials] = {}
@@ -160,28 +164,41 @@ class Agent:
         return ok
 
     def _fetch(self, requests):
+        """Run the token calls in daemon threads and wait for them.
+
+        Daemon threads let the process exit on SIGTERM while a call still hangs; the wait
+        returns None as soon as a stop is requested.
+        """
         self.token_client.prepare(requests)
-        if len(requests) == 1:
-            return [(requests[0], self._fetch_one(requests[0]))]
+        slots = threading.BoundedSemaphore(MAX_CONCURRENT_CALLS)
+        futures = {self._start_fetch(request, slots): request for request in requests}
 
-        workers = min(MAX_CONCURRENT_CALLS, len(requests))
-        with concurrent.futures.ThreadPoolExecutor(workers, "token") as pool:
-            futures = {pool.submit(self._fetch_one, request): request for request in requests}
-            self._wait_first_pass(futures)
-            return [(futures[future], future.result()) for future in futures]
-
-    def _fetch_one(self, request: TokenRequest) -> TokenResult | TokenError:
-        try:
-            return self.token_client.fetch(request)
-        except TokenError as error:
-            return error
-
-    def _wait_first_pass(self, futures) -> None:
         pending = set(futures)
+        extended_at = None
         while pending:
-            if not self.ready:
+            if self.stop_requested:
+                return None
+            if not self.ready and (extended_at is None or time.monotonic() - extended_at > 10):
                 self.notifier.extend_timeout(FIRST_PASS_EXTENSION)
-            _, pending = concurrent.futures.wait(pending, timeout=FIRST_PASS_EXTENSION / 3)
+                extended_at = time.monotonic()
+            _, pending = concurrent.futures.wait(pending, timeout=STOP_POLL)
+        return [(futures[future], future.result()) for future in futures]
+
+    def _start_fetch(self, request: TokenRequest, slots) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def work():
+            with slots:
+                try:
+                    future.set_result(self.token_client.fetch(request))
+                except TokenError as error:
+                    future.set_result(error)
+                except Exception as error:  # a bug must not leave the pass waiting
+                    log.exception("token request for %s failed unexpectedly", request.label)
+                    future.set_result(TokenError(request.label, f"internal error: {error!r}"))
+
+        threading.Thread(target=work, name=f"token {request.label}", daemon=True).start()
+        return future
 
     def _record_tokens(self, request, result, fresh) -> bool:
         now = self.wall_clock()

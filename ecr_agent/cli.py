@@ -1,6 +1,7 @@
 """The ``ecr-agent`` command line."""
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -63,6 +64,9 @@ def run(config: Config, args) -> int:
     from ecr_agent.agent import Agent
     from ecr_agent.notify import Notifier
 
+    # A watchdog timeout ends the service with SIGABRT; faulthandler then writes every
+    # thread's stack to stderr, so the journal shows where the agent hung.
+    faulthandler.enable()
     return Agent(config, Notifier()).run()
 
 

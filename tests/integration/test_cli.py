@@ -262,3 +262,20 @@ def test_config_from_environment(agent, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"# effective configuration of {agent.config}" in result.stdout
+
+
+def test_sigterm_during_hung_call_exits(agent, proxy):
+    proxy.fail("hang")
+    agent.write(ONE)
+    process = agent.start("run")
+    try:
+        assert wait_until(lambda: proxy.token_calls() == 1)
+        process.send_signal(signal.SIGTERM)
+        # Without the daemon threads the exit would wait for botocore's timeouts.
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "<6>stopping" in stderr
