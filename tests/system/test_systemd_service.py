@@ -243,9 +243,6 @@ def test_stop_exits_cleanly(agent, measurements):
     assert_clean_stop(agent)
 
 
-# NOTE: the agent handles SIGTERM only after a blocked token call returns (botocore read
-# timeout 20 s, 3 attempts), so systemd sends SIGKILL after TimeoutStopSec=30s.
-@pytest.mark.xfail(strict=True, reason="SIGTERM waits for a hung token call to time out")
 def test_stop_during_hung_call(agent, measurements):
     start(agent)
     agent.hang(True)
