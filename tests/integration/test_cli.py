@@ -272,7 +272,7 @@ def test_sigterm_during_hung_call_exits(agent, proxy):
         assert wait_until(lambda: proxy.token_calls() == 1)
         process.send_signal(signal.SIGTERM)
         # Without the daemon threads the exit would wait for botocore's timeouts.
-        stdout, stderr = process.communicate(timeout=20)
+        _, stderr = process.communicate(timeout=20)
     finally:
         if process.poll() is None:
             process.kill()
