@@ -174,7 +174,7 @@ class DockerConfigTarget:
             logger.debug("Docker config %s already contains these entries, not rewritten", path)
             return warnings
         self._replace(dir_fd, name, data, existing, owner)
-        logger.info("wrote %d registry entries to Docker config %s", len(entries), path)
+        logger.info("wrote %s to Docker config %s", ", ".join(sorted(entries)), path)
         return warnings
 
     @staticmethod
