@@ -142,6 +142,7 @@ class Agent:
 
         Returns False if a token call, a registry or a target failed.
         """
+        started = time.perf_counter()
         now = self.wall_clock()
         requests = [r for r in self.requests if force or self.due[r] <= now]
         if not requests:
@@ -161,6 +162,8 @@ class Agent:
                 ok &= self._publish(fresh)
             self._save_state()
         self.notifier.status(self.status_line())
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.debug("renewal pass of %d token requests took %.1f ms", len(requests), elapsed_ms)
         return ok
 
     def _fetch(self, requests):
