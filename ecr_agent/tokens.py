@@ -7,7 +7,9 @@ registry gets the entry returned for its account, as amazon-ecr-credential-helpe
 
 import base64
 import binascii
+import concurrent.futures
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +23,17 @@ log = logging.getLogger(__name__)
 
 MAX_REGISTRY_IDS = 10  # the limit ECR puts on registryIds in one call
 ROLE_DURATION = 3600  # seconds an assumed-role session lasts; botocore refreshes it early
+
+CONNECT_TIMEOUT = 5  # seconds to open a connection to an AWS endpoint
+READ_TIMEOUT = 8  # seconds an endpoint may send nothing while a response is due
+MAX_ATTEMPTS = 3  # HTTP requests per API call, the first one included
+# Seconds one token request may take in all, an STS AssumeRole included. The timeouts
+# above end a silent endpoint within 3 * (5 + 8) s plus at most 1 + 2 s of botocore
+# backoff, so 42 s. They do not end an endpoint that sends its response a byte at a time,
+# and an AssumeRole before the token call can double the time. So the call runs in its
+# own thread and is given up after CALL_TIMEOUT, in time for the next ping to systemd's
+# watchdog (WatchdogSec=60 in the shipped unit).
+CALL_TIMEOUT = 45.0
 
 
 @dataclass(frozen=True)
@@ -87,9 +100,10 @@ class TokenClient:
     reads the AWS credential sources again (rotated keys, a changed profile).
     """
 
-    def __init__(self, wall_clock: Callable[[], datetime], environ=None):
+    def __init__(self, wall_clock: Callable[[], datetime], environ=None, call_timeout=CALL_TIMEOUT):
         self._wall_clock = wall_clock
         self._environ = environ
+        self._call_timeout = call_timeout
         self._clients: dict[AwsSource, object] = {}
 
     def reset(self) -> None:
@@ -108,13 +122,17 @@ class TokenClient:
         client = self._client(request.source)
         requested_at = self._wall_clock()
         try:
-            if request.source.public:
-                answer = client.get_authorization_token()
-                entries = [dict(answer["authorizationData"], proxyEndpoint=hosts.PUBLIC_HOST)]
-            else:
-                ids = [registry.account for registry in request.registries]
-                answer = client.get_authorization_token(registryIds=ids)
-                entries = answer["authorizationData"]
+            entries = _call_in_thread(
+                lambda: _get_token_entries(client, request), self._call_timeout, request.label
+            )
+        except _CallTimeout as error:
+            # The abandoned call keeps its client busy, so the next call builds a new one.
+            self._clients.pop(request.source, None)
+            cause = (
+                f"timed out after {self._call_timeout:g} s without a complete response; "
+                "check the network path to the endpoint"
+            )
+            raise TokenError(request.label, cause) from error
         except Exception as error:  # botocore raises many unrelated classes
             raise TokenError(request.label, describe_aws_error(error)) from error
         return self._match(request, entries, requested_at)
@@ -152,9 +170,62 @@ class TokenClient:
         return client
 
 
+class _CallTimeout(Exception):
+    """A call did not finish within its time limit."""
+
+
+def _call_in_thread(function, timeout: float, label: str):
+    """Run ``function`` in a daemon thread and return its result.
+
+    Raises _CallTimeout when it has not finished after ``timeout`` seconds.
+
+    NOTE: a call past ``timeout`` is abandoned, not cancelled. Its thread ends when
+    botocore's own timeouts end the call, so an endpoint that keeps trickling bytes keeps
+    one thread and one connection until it stops.
+    """
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def run():
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(function())
+        except BaseException as error:
+            future.set_exception(error)
+
+    threading.Thread(target=run, name=f"token call {label}", daemon=True).start()
+    done, _ = concurrent.futures.wait([future], timeout)
+    if not done:
+        raise _CallTimeout(label)
+    return future.result()
+
+
+def _get_token_entries(client, request: TokenRequest) -> list[dict]:
+    if request.source.public:
+        answer = client.get_authorization_token()
+        return [dict(answer["authorizationData"], proxyEndpoint=hosts.PUBLIC_HOST)]
+    ids = [registry.account for registry in request.registries]
+    return client.get_authorization_token(registryIds=ids)["authorizationData"]
+
+
+def _botocore_config(**options):
+    """Return the botocore Config of every client: short timeouts, three attempts.
+
+    botocore's ``max_attempts`` counts retries, so ``total_max_attempts`` sets the
+    number of requests, the first one included.
+    """
+    import botocore.config
+
+    return botocore.config.Config(
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        user_agent_extra=f"ecr-agent/{__version__}",
+        **options,
+    )
+
+
 def _build_client(source: AwsSource):
     import boto3
-    import botocore.config
 
     try:
         session = boto3.Session(profile_name=source.profile or None)
@@ -167,13 +238,8 @@ def _build_client(source: AwsSource):
         raise TokenError(_source_label(source), "no AWS credentials found " + _CHAIN_HINT)
 
     log.info("AWS credentials for %s come from %s", _source_label(source), credentials.method)
-    config = botocore.config.Config(
-        connect_timeout=5,
-        read_timeout=20,
-        retries={"max_attempts": 3, "mode": "standard"},
-        user_agent_extra=f"ecr-agent/{__version__}",
-        use_fips_endpoint=source.fips,
-        use_dualstack_endpoint=source.dualstack,
+    config = _botocore_config(
+        use_fips_endpoint=source.fips, use_dualstack_endpoint=source.dualstack
     )
     return session.client(
         "ecr-public" if source.public else "ecr",
@@ -196,7 +262,10 @@ def _assume_role_session(base, source: AwsSource):
     import botocore.session
 
     sts = base.client(
-        "sts", region_name=source.region, endpoint_url=source.sts_endpoint_url or None
+        "sts",
+        region_name=source.region,
+        endpoint_url=source.sts_endpoint_url or None,
+        config=_botocore_config(),
     )
 
     def refresh():

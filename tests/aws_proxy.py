@@ -5,6 +5,8 @@ It sits between the agent and moto on 127.0.0.1. Each request is counted by its
 ECR Public's token call, which moto lacks, is answered by the proxy itself.
 ``expires_in`` rewrites ``expiresAt`` in token answers, because moto always returns
 2015-01-01 and a test of the renewal loop needs tokens that are still valid.
+``rotate_passwords`` gives every token answer new passwords (moto's password with a
+serial number appended), so each renewal changes what the agent writes.
 """
 
 import base64
@@ -26,14 +28,22 @@ FAULTS = (
     "reset",  # the connection is closed without an answer
     "hang",  # the connection is accepted and never answered
     "slow",  # the answer arrives, a byte at a time
+    "reflect",  # HTTP 400 whose error message quotes the request headers, as some proxies do
 )
 
 
 class AwsProxy:
-    def __init__(self, upstream: str, expires_in: float | None = None):
+    def __init__(
+        self, upstream: str, expires_in: float | None = None, rotate_passwords: bool = False
+    ):
         self.upstream = urllib.parse.urlsplit(upstream)
         self.expires_in = expires_in
+        self.rotate_passwords = rotate_passwords
         self.calls: Counter[str] = Counter()
+        self.call_times: list[tuple[float, str]] = []  # (time.monotonic(), call name)
+        self.issued: list[str] = []  # every password handed out, oldest first
+        self.serial = 0
+        self.stopped = threading.Event()
         self.fault: str | None = None
         self.fault_count = 0  # faults left to inject; a negative number means always
         self.lock = threading.Lock()
@@ -47,6 +57,7 @@ class AwsProxy:
         return self
 
     def stop(self):
+        self.stopped.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -58,6 +69,15 @@ class AwsProxy:
 
     def token_calls(self) -> int:
         return sum(n for name, n in self.calls.items() if name.endswith("GetAuthorizationToken"))
+
+    def token_call_times(self) -> list[float]:
+        """Return the monotonic times of the token calls received so far."""
+        with self.lock:
+            return [at for at, name in self.call_times if name.endswith("GetAuthorizationToken")]
+
+    def last_password(self) -> str | None:
+        with self.lock:
+            return self.issued[-1] if self.issued else None
 
     def _next_fault(self) -> str | None:
         with self.lock:
@@ -81,6 +101,7 @@ class AwsProxy:
                 name = self.headers.get("X-Amz-Target") or _query_action(body)
                 with proxy.lock:
                     proxy.calls[name] += 1
+                    proxy.call_times.append((time.monotonic(), name))
                 fault = proxy._next_fault()
                 if fault:
                     self._inject(fault)
@@ -89,8 +110,8 @@ class AwsProxy:
                     status, headers, answer = 200, {}, _public_token(time.time() + 12 * 3600)
                 else:
                     status, headers, answer = proxy._forward(self, body)
-                if proxy.expires_in is not None and name.endswith("GetAuthorizationToken"):
-                    answer = _rewrite_expiry(answer, time.time() + proxy.expires_in)
+                if name.endswith("GetAuthorizationToken") and status == 200:
+                    answer = proxy._rewrite_token(answer)
                 self._send(status, answer, headers.get("Content-Type", "application/json"))
 
             do_GET = do_POST
@@ -106,7 +127,8 @@ class AwsProxy:
                 for index in range(len(body)):
                     self.wfile.write(body[index : index + 1])
                     self.wfile.flush()
-                    time.sleep(0.5)
+                    if proxy.stopped.wait(0.5):
+                        return
 
             def _inject(self, fault):
                 if fault == "throttle":
@@ -128,14 +150,39 @@ class AwsProxy:
                     )
                     self.close_connection = True
                 elif fault == "hang":
-                    time.sleep(3600)
+                    proxy.stopped.wait(3600)
                 elif fault == "slow":
                     error = {"__type": "ServerException", "message": "slow"}
                     self._send(
                         500, json.dumps(error).encode(), "application/x-amz-json-1.1", slow=True
                     )
+                elif fault == "reflect":
+                    quoted = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
+                    error = {"__type": "InvalidRequestException", "message": quoted}
+                    self._send(400, json.dumps(error).encode(), "application/x-amz-json-1.1")
 
         return Handler
+
+    def _rewrite_token(self, answer: bytes) -> bytes:
+        try:
+            document = json.loads(answer)
+        except ValueError:
+            return answer
+        data = document.get("authorizationData")
+        entries = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+        for entry in entries:
+            if self.expires_in is not None:
+                entry["expiresAt"] = time.time() + self.expires_in
+            if self.rotate_passwords:
+                user, _, password = base64.b64decode(entry["authorizationToken"]).partition(b":")
+                with self.lock:
+                    self.serial += 1
+                    password += f"-{self.serial}".encode()
+                entry["authorizationToken"] = base64.b64encode(user + b":" + password).decode()
+            token = base64.b64decode(entry.get("authorizationToken", ""))
+            with self.lock:
+                self.issued.append(token.partition(b":")[2].decode())
+        return json.dumps(document).encode()
 
     def _forward(self, handler, body):
         connection = http.client.HTTPConnection(
@@ -170,15 +217,3 @@ def free_port() -> int:
 def _query_action(body: bytes) -> str:
     fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     return fields.get("Action", ["unknown"])[0]
-
-
-def _rewrite_expiry(answer: bytes, expires_at: float) -> bytes:
-    try:
-        document = json.loads(answer)
-    except ValueError:
-        return answer
-    data = document.get("authorizationData")
-    entries = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
-    for entry in entries:
-        entry["expiresAt"] = expires_at
-    return json.dumps(document).encode()
