@@ -140,10 +140,14 @@ def _line_of(lines: list[str], path: str) -> int | None:
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
-_USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*\$?$", re.IGNORECASE)
-_ALIAS = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$")
+# The patterns are ASCII-only and end in \Z, because \d and \w also match other
+# scripts' characters and $ also matches before a final newline.
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}\Z", re.ASCII)
+_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}\Z", re.ASCII)
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*\$?\Z", re.IGNORECASE | re.ASCII)
+_ALIAS = re.compile(
+    r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?\Z"
+)
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _DOCKER_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://")
 

@@ -35,12 +35,14 @@ _SUFFIXES = (
     "cloud.adc-e.uk",
 )
 
-REGION_PATTERN = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
-ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
+# ASCII digits only, and \Z, because \d also matches other scripts' digits and $ also
+# matches before a final newline.
+REGION_PATTERN = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-[0-9]{1,2}\Z")
+ACCOUNT_PATTERN = re.compile(r"^[0-9]{12}\Z")
 
 _HOST_PATTERN = re.compile(
-    r"^(?P<account>\d{12})\.(?P<service>dkr\.ecr|dkr-ecr)(?P<fips>-fips)?"
-    r"\.(?P<region>[a-z0-9-]+)\.(?P<suffix>.+)$"
+    r"^(?P<account>[0-9]{12})\.(?P<service>dkr\.ecr|dkr-ecr)(?P<fips>-fips)?"
+    r"\.(?P<region>[a-z0-9-]+)\.(?P<suffix>.+)\Z"
 )
 
 
@@ -128,4 +130,6 @@ def _bare_host(text: str) -> str:
         host = host[: -len(":443")]
     if not host:
         raise ValueError(f"{text!r} holds no host name")
+    if not host.isascii():
+        raise ValueError(f"{text!r} is not an ASCII host name")
     return host
