@@ -17,6 +17,10 @@ else:  # pragma: no cover
 
 DEFAULT_PATH = Path("/etc/ecr-agent/ecr-agent.toml")
 
+# Maximum duration accepted, in seconds. Longer ones have no use in renewing 12-hour
+# tokens, and far longer ones overflow datetime arithmetic in the renewal loop.
+MAX_DURATION = 365 * 86400.0
+
 
 @dataclass(frozen=True)
 class AgentSettings:
@@ -138,7 +142,7 @@ def _line_of(lines: list[str], path: str) -> int | None:
     return None
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # The patterns are ASCII-only and end in \Z, because \d and \w also match other
 # scripts' characters and $ also matches before a final newline.
@@ -171,22 +175,28 @@ _REGISTRY_KEYS = {"account", "region", "public", "aliases", "fips", "dualstack"}
 
 
 def parse_duration(value) -> float:
-    """Parse ``"90s"``, ``"15m"``, ``"1h30m"`` or an integer of seconds into seconds.
+    """Parse ``"90s"``, ``"15m"``, ``"1h30m"`` or a number of seconds into seconds.
 
-    Raises ValueError naming the accepted forms.
+    Raises ValueError naming the accepted forms, also for a value that is not finite or
+    is longer than MAX_DURATION. A negative number is returned for the caller to reject.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError('must be a duration such as "90s", "15m" or "6h"')
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, str):
+        parts = _DURATION_PART.findall(value)
+        if not value or "".join(number + unit for number, unit in parts) != value:
+            raise ValueError(
+                'must be a number with a unit (ms, s, m, h, d), such as "90s", "15m" or "6h"'
+            )
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    else:
+        seconds = value
 
-    text = value.strip().lower()
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(number + unit for number, unit in parts) != text:
-        raise ValueError(
-            'must be a number with a unit (ms, s, m, h, d), such as "90s", "15m" or "6h"'
-        )
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    # Compared before any float() conversion, which raises OverflowError past 1.8e308;
+    # NaN fails every comparison.
+    if not -MAX_DURATION <= seconds <= MAX_DURATION:
+        raise ValueError(f'must be at most {MAX_DURATION / 86400:g} days ("365d")')
+    return float(seconds)
 
 
 def load_config(path, environ=None) -> Config:
