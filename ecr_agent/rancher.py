@@ -388,8 +388,7 @@ class RancherTarget:
         self._attempted = 0  # newest generation that an attempt has covered
         self._failures = 0  # failed attempts in a row
         self._retry_at: float | None = None
-        self._results: dict[str, Outcome] = {}
-        self._last_outcomes: list[Outcome] = []
+        self._results: dict[str, Outcome] = {}  # the latest outcome of each host
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -427,7 +426,8 @@ class RancherTarget:
     def flush(self, timeout: float) -> list[Outcome]:
         """Wait until the credentials published so far have been attempted once.
 
-        Returns that attempt's outcomes, or an error outcome per waiting host if
+        Returns the latest outcome of every host published so far (a retry may have
+        followed the first attempt), or an error outcome per waiting host if
         ``timeout`` seconds pass first. Failed hosts are not retried here.
         """
         deadline = self._clock() + timeout
@@ -443,7 +443,7 @@ class RancherTarget:
                     )
                     return [Outcome(NAME, host, error=reason) for host in sorted(self._pending)]
                 self._condition.wait(remaining)
-            return list(self._last_outcomes)
+            return [self._results[host] for host in sorted(self._results)]
 
     def results(self) -> list[Outcome]:
         """Return the latest outcome of every host attempted so far."""
@@ -522,7 +522,6 @@ class RancherTarget:
                     failed = True
                 elif self._pending.get(outcome.host) == batch.generations.get(outcome.host):
                     del self._pending[outcome.host]  # not published again meanwhile
-            self._last_outcomes = outcomes
             self._attempted = max(self._attempted, batch.generation)
 
             delay = None

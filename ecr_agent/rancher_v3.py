@@ -46,9 +46,9 @@ def credential_name(host: str) -> str:
 
 def _denied_hint(project: str) -> str:
     return (
-        "Rancher 2.x needs an API key without a cluster scope, of a user who is owner or "
-        f"member of project {project} or holds another role that may update secrets "
-        "there; the read-only project role may not"
+        f"Rancher 2.x needs an API key of a user who is owner or member of project {project}, "
+        "or who holds another role that may update secrets there (the read-only project "
+        "role may not); create the key with no cluster scope"
     )
 
 
