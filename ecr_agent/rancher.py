@@ -403,7 +403,7 @@ class RancherTarget:
         return f"RancherTarget(url={self.location.url!r}, access_key={self._settings.access_key!r})"
 
     def publish(self, hosts: Mapping[str, Credentials]) -> list[Outcome]:
-        """Record the newest credentials per host and wake the worker, without waiting for Rancher."""
+        """Record the newest credentials per host and wake the worker; never wait for Rancher."""
         if not hosts:
             return []
         with self._condition:
