@@ -1,5 +1,6 @@
 """Configuration: the TOML file, its defaults and its validation."""
 
+import math
 import os
 import re
 import stat
@@ -189,11 +190,12 @@ def parse_duration(value) -> float:
                 'must be a number with a unit (ms, s, m, h, d), such as "90s", "15m" or "6h"'
             )
         seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number of seconds")
     else:
         seconds = value
 
-    # Compared before any float() conversion, which raises OverflowError past 1.8e308;
-    # NaN fails every comparison.
+    # Compared before float(), which raises OverflowError for an int past 1.8e308.
     if not -MAX_DURATION <= seconds <= MAX_DURATION:
         raise ValueError(f'must be at most {MAX_DURATION / 86400:g} days ("365d")')
     return float(seconds)
@@ -492,9 +494,14 @@ def _rancher(table, problems, environ) -> RancherSettings | None:
     problem = _rancher_url_problem(url)
     if problem:
         problems.add("rancher.url", problem)
-    if not values["access_key"]:
-        problems.add("rancher.access_key", "is missing; set the API access key (or token name)")
     secret = _rancher_secret(values, problems, environ)
+    # A whole bearer token ("token-abcde:secret") as the secret carries its access key.
+    if not values["access_key"] and ":" not in secret:
+        problems.add(
+            "rancher.access_key",
+            "is missing; set the API access key, or put the whole bearer token "
+            "(token-xxxxx:secret) in the secret key file",
+        )
     if values["ca_file"] and not os.path.isfile(values["ca_file"]):
         problems.add("rancher.ca_file", f"is {values['ca_file']!r}, but no such file exists")
 

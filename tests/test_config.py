@@ -270,3 +270,13 @@ def test_rancher_secret_systemd_credential(tmp_path):
 def test_rancher_credential_without_directory(tmp_path):
     found = problems(tmp_path, RANCHER.format(secret="rancher-secret") + MINIMAL)
     assert "CREDENTIALS_DIRECTORY" in found
+
+
+def test_rancher_bearer_token_without_access_key(tmp_path):
+    secret = tmp_path / "rancher-token"
+    secret.write_text("token-abcde:STAND-IN-RANCHER-SECRET\n")
+    secret.chmod(0o600)
+    text = RANCHER.format(secret=secret).replace('access_key = "AK-STANDIN"', "") + MINIMAL
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.rancher.access_key == ""
+    assert config.rancher.secret_key == "token-abcde:STAND-IN-RANCHER-SECRET"

@@ -84,7 +84,7 @@ def agent(tmp_path, proxy):
     return AgentFiles(tmp_path, proxy.url)
 
 
-def wait_until(condition, timeout=30.0, interval=0.1):
+def wait_until(condition, timeout=90.0, interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
