@@ -86,5 +86,13 @@ export ECR_AGENT_MOTO_PYTHON=$PWD/$NEWEST/bin/python
 say "tests with the Debian 12 dependency set (unit and integration)"
 "$DEBIAN12/bin/python" -m pytest -q -p no:cacheprovider -m "not e2e and not system and not packaging" "$@"
 
+if [ "$(id -u)" = 0 ] && command -v dpkg-buildpackage >/dev/null; then
+    say "make deb: the systemd tests install this package"
+    make deb > /tmp/ecr-agent-deb.log 2>&1 || { tail -30 /tmp/ecr-agent-deb.log; exit 1; }
+    ECR_AGENT_DEB=$(ls -t "$PWD"/dist/ecr-agent_*_all.deb | head -1)
+    export ECR_AGENT_DEB
+    echo "$ECR_AGENT_DEB"
+fi
+
 say "all tests with the newest dependency set"
 "$NEWEST/bin/python" -m pytest -q -p no:cacheprovider -rs "$@"
