@@ -1,5 +1,6 @@
 """Configuration: the TOML file, its defaults and its validation."""
 
+import ipaddress
 import math
 import os
 import re
@@ -7,6 +8,7 @@ import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ecr_agent import hosts
 from ecr_agent.errors import ConfigError
@@ -152,6 +154,10 @@ _SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}\Z", re.ASCII)
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]*\$?\Z", re.IGNORECASE | re.ASCII)
 _ALIAS = re.compile(
     r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?\Z"
+)
+# Dot-separated labels of letters, digits and inner hyphens, as botocore checks endpoints.
+_HOST_NAME = re.compile(
+    r"^((?!-)[a-z0-9-]{1,63}(?<!-)\.)*((?!-)[a-z0-9-]{1,63}(?<!-))\.?\Z", re.ASCII
 )
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _DOCKER_SCHEMES = ("unix://", "tcp://", "http://", "https://", "ssh://")
@@ -335,11 +341,9 @@ def _source_keys(table, name, inherited, problems) -> dict:
         values[key] = _get(table, name, key, str, fallback, problems)
 
     for key in ("endpoint_url", "sts_endpoint_url"):
-        if values[key] and not re.match(r"^https?://[^/\s]+", values[key]):
-            problems.add(
-                f"{name}.{key}",
-                f"is {values[key]!r}, but must be an http:// or https:// URL",
-            )
+        problem = values[key] and url_problem(values[key])
+        if problem:
+            problems.add(f"{name}.{key}", problem)
     if values["role_arn"] and not _ROLE_ARN.match(values["role_arn"]):
         problems.add(
             f"{name}.role_arn",
@@ -515,9 +519,42 @@ def _rancher(table, problems, environ) -> RancherSettings | None:
     )
 
 
+def url_problem(url: str, what: str = "URL") -> str | None:
+    """Return why ``url`` is not an http(s) URL that botocore and requests accept, or None.
+
+    The message continues the key name: "aws.endpoint_url: is 'x', but ...". A URL with
+    a user name or password is rejected without quoting it.
+    """
+    expected = f"must be an http:// or https:// {what}"
+    if not url.isascii() or any(char.isspace() or not char.isprintable() for char in url):
+        return f"is {url!r}, but {expected} without spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is not 0-65535
+    except ValueError as error:
+        return f"is {url!r}, but {expected}: {error}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"is {url!r}, but {expected}"
+    if parts.username is not None or parts.password is not None:
+        return f"contains a user name or password, but {expected} without them"
+    if not (_HOST_NAME.match(parts.hostname) or _is_ipv6_address(parts.hostname)):
+        return f"is {url!r}, but its host {parts.hostname!r} is not a valid host name"
+    if port == 0:
+        return f"is {url!r}, but port 0 cannot be connected to"
+    return None
+
+
+def _is_ipv6_address(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
 def _rancher_url_problem(url) -> str | None:
-    if not re.match(r"^https?://[^/\s]+/", url):
-        return f"is {url!r}, but must be an http:// or https:// URL of a Rancher project API"
+    problem = url_problem(url, "URL of a Rancher project API")
+    if problem:
+        return problem
     try:
         from ecr_agent.rancher import validate_url
     except ImportError:  # pragma: no cover - the module ships with the package
