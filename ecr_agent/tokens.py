@@ -241,12 +241,15 @@ def _build_client(source: AwsSource):
     config = _botocore_config(
         use_fips_endpoint=source.fips, use_dualstack_endpoint=source.dualstack
     )
-    return session.client(
-        "ecr-public" if source.public else "ecr",
-        region_name=source.region,
-        endpoint_url=source.endpoint_url or None,
-        config=config,
-    )
+    try:
+        return session.client(
+            "ecr-public" if source.public else "ecr",
+            region_name=source.region,
+            endpoint_url=source.endpoint_url or None,
+            config=config,
+        )
+    except Exception as error:  # botocore rejects endpoints and regions with ValueError
+        raise TokenError(_source_label(source), describe_aws_error(error)) from error
 
 
 _CHAIN_HINT = (

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pytest
 
 from ecr_agent import tokens
-from ecr_agent.config import load_config
+from ecr_agent.config import AwsSource, Registry, load_config
 from ecr_agent.errors import TokenError
 from ecr_agent.renewal import MIN_RETRY_DELAY
 from tests.aws_proxy import FAULTS, AwsProxy
@@ -208,3 +208,19 @@ def test_trickling_answer_given_up(agent, proxy, monkeypatch):
 
     proxy.fail(None)
     assert client.fetch(request).credentials[HOST].password == proxy.last_password()
+
+
+def test_client_construction_error_is_token_error(monkeypatch, tmp_path):
+    """An endpoint botocore rejects fails its token request; it does not end the pass."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASTANDINKEY000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "STAND-IN-AWS-SECRET-KEY-do-not-log")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "absent"))
+    source = AwsSource(region="us-east-1", endpoint_url="http://ecr local:5000")
+    registry = Registry(HOST, "123456789012", source)
+    request = tokens.TokenRequest(source, (registry,))
+    client = tokens.TokenClient(lambda: datetime.now(UTC))
+
+    client.prepare([request])
+    with pytest.raises(TokenError, match="Invalid endpoint"):
+        client.fetch(request)
