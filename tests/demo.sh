@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 say() { printf '\n=== %s\n' "$*"; }
 
+if ! python3 -c 'import ensurepip' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "apt-get install python3-venv"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    else
+        echo "python3 cannot create virtual environments: install python3-venv (apt-get install python3-venv)" >&2
+        exit 1
+    fi
+fi
+
 if ! [ -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import ecr_agent, moto' 2>/dev/null; then
     say "creating $VENV (ecr-agent and moto from PyPI)"
     python3 -m venv "$VENV"
