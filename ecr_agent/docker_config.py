@@ -28,6 +28,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 HELPER_TIMEOUT = 30.0  # seconds for one ``docker-credential-<name> store`` call
 HELPER_OUTPUT_CHARS = 200  # helper output quoted in a warning, after redaction
+WRITE_ATTEMPTS = 5  # merges of one file before giving up on a file that keeps changing
+CHANGE_PAUSE = 0.02  # seconds, times the attempt number, to wait after a change
 
 # docker-credential-ecr-login fetches credentials from ECR itself. Its ``store`` command
 # prints "not implemented" and exits 1 (checked with amazon-ecr-credential-helper 0.6.4).
@@ -147,6 +150,31 @@ class DockerConfigTarget:
         owner: Owner | None,
         hosts: Mapping[str, Credentials],
     ) -> list[str]:
+        """Merge ``hosts`` into the file, again from the start if it changes meanwhile.
+
+        Another program (``docker login``) may replace the file between this read and
+        the rename; writing anyway would drop that program's change.
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return self._update_once(dir_fd, name, path, owner, hosts)
+            except safe_files.FileChanged:
+                logger.info("Docker config %s changed while it was written; merging again", path)
+                time.sleep(CHANGE_PAUSE * attempt)  # lets the other program finish its save
+        cause = (
+            f"another program rewrote the file {WRITE_ATTEMPTS} times while ecr-agent wrote "
+            "it, so it was left as that program wrote it; the next renewal tries again"
+        )
+        raise DockerConfigError(path, cause)
+
+    def _update_once(
+        self,
+        dir_fd: int,
+        name: str,
+        path: str,
+        owner: Owner | None,
+        hosts: Mapping[str, Credentials],
+    ) -> list[str]:
         existing = safe_files.read_existing(dir_fd, name, path, owner)
         document = parse_config(existing.data if existing else b"", path)
 
@@ -192,7 +220,15 @@ class DockerConfigTarget:
             mode, uid, gid = safe_files.NEW_FILE_MODE, owner.uid, owner.gid
         else:
             mode, uid, gid = safe_files.NEW_FILE_MODE, -1, -1
-        safe_files.replace_file(dir_fd, name, data, mode, uid, gid)
+
+        def unchanged() -> bool:
+            # The listing comes first, so that only the stat and the rename remain
+            # between the last check and the write.
+            if safe_files.other_writer_active(dir_fd, name):
+                return False
+            return safe_files.is_unchanged(dir_fd, name, existing)
+
+        safe_files.replace_file(dir_fd, name, data, mode, uid, gid, unchanged)
 
     def _store_in_helper(
         self, helper: str, host: str, credentials: Credentials, path: str, owner: Owner | None

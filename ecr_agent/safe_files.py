@@ -14,6 +14,8 @@ import os
 import re
 import secrets
 import stat
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 DIRECTORY_MODE = 0o700
 NEW_FILE_MODE = 0o600
 TEMP_MARKER = ".ecr-agent-"
+FOREIGN_TEMP_AGE = 10.0  # seconds a temporary file of another writer counts as in use
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -284,13 +287,72 @@ def remove_leftovers(dir_fd: int, name: str, path: str) -> None:
             logger.warning("cannot remove leftover %s next to %s: %s", entry, path, error.strerror)
 
 
-def replace_file(dir_fd: int, name: str, data: bytes, mode: int, uid: int, gid: int) -> None:
+def other_writer_active(dir_fd: int, name: str, now: float | None = None) -> bool:
+    """Return whether another program is writing ``name`` now, as the Docker CLI does.
+
+    The Docker CLI's save (docker/cli ``ConfigFile.Save``) writes a temporary file named
+    ``name`` plus random digits next to the file and renames it over the file. Such a
+    file younger than FOREIGN_TEMP_AGE seconds means that a save is under way; an older
+    one is a leftover of a killed ``docker`` and is ignored.
+    """
+    pattern = re.compile(rf"{re.escape(name)}[0-9]+")
+    now = time.time() if now is None else now
+    try:
+        entries = os.listdir(dir_fd)
+    except OSError:
+        return False
+    for entry in entries:
+        if not pattern.fullmatch(entry):
+            continue
+        try:
+            status = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(status.st_mode) and now - status.st_mtime < FOREIGN_TEMP_AGE:
+            return True
+    return False
+
+
+class FileChanged(Exception):
+    """The file was replaced or modified after it was read, so it must be read again."""
+
+
+def is_unchanged(dir_fd: int, name: str, existing: ExistingFile | None) -> bool:
+    """Return whether ``name`` is still the file read as ``existing``, or still missing.
+
+    The inode, size, modification and change times must all match, so both a file
+    renamed into place and one rewritten in place count as changed.
+    """
+    try:
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return existing is None
+    if existing is None:
+        return False
+    then = existing.status
+    fields = ("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+    return all(getattr(now, field) == getattr(then, field) for field in fields)
+
+
+def replace_file(
+    dir_fd: int,
+    name: str,
+    data: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    unchanged: Callable[[], bool] | None = None,
+) -> None:
     """Replace file ``name`` in ``dir_fd`` with ``data`` atomically.
 
     The temporary file is created 0600 with O_EXCL and O_NOFOLLOW and written. It then
     gets ``uid``, ``gid`` (-1 keeps this process's) and ``mode``, is synced, and is renamed
     over ``name``. The directory is synced last. On any failure the temporary file is
     removed and the old file stays as it was.
+
+    ``unchanged`` is called right before the rename. When it returns False, another
+    program has written the file since it was read, and FileChanged is raised instead of
+    overwriting that program's change.
     """
     temp = temp_name(name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -304,6 +366,10 @@ def replace_file(dir_fd: int, name: str, data: bytes, mode: int, uid: int, gid: 
             os.fsync(fd)
         finally:
             os.close(fd)
+        # NOTE: a program that replaces the file between this check and the rename still
+        # loses its change. The Docker CLI takes no lock, so nothing closes that window.
+        if unchanged is not None and not unchanged():
+            raise FileChanged(name)
         os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with suppress(OSError):
