@@ -4,6 +4,7 @@ It holds host names, times and error messages, never a credential.
 """
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -11,7 +12,10 @@ from datetime import datetime
 from pathlib import Path
 
 STATE_FILE = "state.json"
+TEMP_PREFIX, TEMP_SUFFIX = ".state.", ".tmp"  # temporary files: .state.<random>.tmp
 FORMAT_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,7 +59,8 @@ def write_state(directory: Path, registries: dict[str, RegistryState], pid: int,
     }
     data = json.dumps(document, indent=2, sort_keys=False).encode() + b"\n"
 
-    descriptor, temporary = tempfile.mkstemp(prefix=".state.", suffix=".tmp", dir=directory)
+    _remove_leftovers(directory)
+    descriptor, temporary = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)
@@ -65,6 +70,19 @@ def write_state(directory: Path, registries: dict[str, RegistryState], pid: int,
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Remove temporary state files that a killed process left behind.
+
+    NOTE: a second ecr-agent process writing the same state directory at this moment
+    loses its temporary file and fails that one write.
+    """
+    for leftover in directory.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+        try:
+            leftover.unlink()
+        except OSError as error:
+            log.warning("cannot remove leftover %s: %s", leftover, error.strerror or error)
 
 
 def read_state(directory: Path) -> dict:

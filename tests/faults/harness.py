@@ -6,6 +6,7 @@ every process a test starts is ended by its PID when the test ends.
 """
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -78,7 +79,8 @@ class RunningAgent:
 
     def signal(self, signum: int) -> None:
         if self.process.poll() is None:
-            os.kill(self.pid, signum)
+            with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                os.kill(self.pid, signum)
 
     def wait_started(self, timeout=60.0) -> None:
         """Wait until the signal handlers are installed (the "starting:" line)."""

@@ -4,6 +4,7 @@ planted links and unusable files. Nothing a user had may be lost or touched."""
 import base64
 import json
 import os
+import random
 import signal
 import threading
 import time
@@ -203,3 +204,58 @@ def test_file_that_keeps_changing_reported(tmp_path):
     assert len(outcomes) == 1
     assert "another program rewrote the file 5 times" in outcomes[0].error
     assert json.loads(path.read_text()) == {"auths": {}}
+
+
+KILLS = 100 if os.environ.get("ECR_AGENT_SOAK") == "full" else 12
+DOCKER_LEFTOVER = ".config.json.ecr-agent-0123456789abcdef.tmp"  # safe_files.temp_name form
+STATE_LEFTOVER = ".state.k1ll3d00.tmp"  # tempfile.mkstemp(prefix=".state.", suffix=".tmp")
+
+
+def leftovers(directory):
+    return sorted(name for name in os.listdir(directory) if name.endswith(".tmp"))
+
+
+def test_kill_9_leaves_old_or_new_file(agent, proxy):
+    """SIGKILL at random points of renewals: the file is always whole, old or new."""
+    other = {"auth": base64.b64encode(b"user:STAND-IN-OTHER").decode()}
+    agent.docker_config.parent.mkdir(mode=0o700)
+    agent.docker_config.write_text(
+        json.dumps({"auths": {"registry.example.test": other}, "detachKeys": "ctrl-q,q"})
+    )
+    agent.write()
+    rng = random.Random(os.environ.get("ECR_AGENT_KILL_SEED", "ecr-agent"))
+    poller = Poller(agent.docker_config)
+    poller.start()
+    seen_leftovers = 0
+
+    try:
+        for _ in range(KILLS):
+            running = agent.start("run")
+            running.wait_started()
+            renewer = Renewer(running, interval=0.005)
+            renewer.start()
+            time.sleep(rng.uniform(0.05, 0.5))
+            running.kill()
+            renewer.stop()
+
+            document = agent.docker_document()
+            assert document["auths"]["registry.example.test"] == other
+            assert document["detachKeys"] == "ctrl-q,q"
+            assert agent.password_of() in (None, *proxy.issued)
+            seen_leftovers += len(leftovers(agent.docker_config.parent))
+    finally:
+        poller.stop()
+
+    assert poller.broken == []
+    assert poller.reads > KILLS
+    (agent.docker_config.parent / DOCKER_LEFTOVER).write_text("{")
+    agent.state_dir.mkdir(exist_ok=True)
+    (agent.state_dir / STATE_LEFTOVER).write_text("{")
+
+    result = agent.run("refresh")
+
+    assert result.returncode == 0, result.stderr
+    assert leftovers(agent.docker_config.parent) == []
+    assert leftovers(agent.state_dir) == []
+    assert agent.password_of() == proxy.last_password()
+    print(f"{KILLS} kills, {seen_leftovers} temporary files left behind by them")
