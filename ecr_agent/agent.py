@@ -4,6 +4,7 @@ import concurrent.futures
 import logging
 import os
 import random
+import select
 import signal
 import threading
 import time
@@ -25,6 +26,14 @@ MAX_CONCURRENT_CALLS = 8
 FIRST_PASS_EXTENSION = 30.0  # seconds asked of systemd at a time while the first pass runs
 STOP_POLL = 0.25  # seconds between checks for a stop request while token calls run
 IDLE_WAKEUP = 60.0  # longest sleep, so a wall-clock jump is noticed within a minute
+
+# The flag each handled signal sets; the service loop acts on the flags.
+SIGNAL_FLAGS = {
+    signal.SIGTERM: "stop_requested",
+    signal.SIGINT: "stop_requested",
+    signal.SIGHUP: "reload_requested",
+    signal.SIGUSR1: "renew_requested",
+}
 
 
 def build_targets(config: Config, on_result=None) -> list[Target]:
@@ -73,7 +82,8 @@ class Agent:
         self.target_factory = target_factory
         self.token_client = token_client or TokenClient(wall_clock)
         self.lock = threading.RLock()
-        self.wakeup = threading.Event()
+        self.signal_pipe: tuple[int, int] | None = None
+        self.previous_handlers: dict = {}
         self.stop_requested = False
         self.reload_requested = False
         self.renew_requested = False
@@ -407,8 +417,7 @@ class Agent:
             self._handle_requests()
             if self.stop_requested:
                 break
-            self.wakeup.wait(self._sleep_seconds())
-            self.wakeup.clear()
+            self._sleep(self._sleep_seconds())
             self.notifier.watchdog()
             if not self.stop_requested:
                 self.renew()
@@ -417,6 +426,7 @@ class Agent:
         log.info("stopping")
         self.notifier.stopping()
         self._close_targets()
+        self._remove_signal_handlers()
         return 0
 
     def _handle_requests(self) -> None:
@@ -436,23 +446,47 @@ class Agent:
         limit = self.notifier.watchdog_interval or IDLE_WAKEUP
         return min(seconds, limit, IDLE_WAKEUP)
 
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if a handled signal arrives, and note the signals.
+
+        Python runs a signal handler in the main thread between two bytecodes, also while
+        that thread holds a lock, so a handler that takes a lock (threading.Event.set does)
+        can deadlock. The handlers therefore only set flags. To end the wait, Python's
+        C-level handler writes each signal number to the pipe given to set_wakeup_fd,
+        whichever thread the kernel delivered the signal to.
+        """
+        reader = self.signal_pipe[0]
+        readable, _, _ = select.select([reader], [], [], seconds)
+        if not readable:
+            return
+        try:
+            while data := os.read(reader, 512):
+                for signum in data:
+                    self._note_signal(signum)
+        except BlockingIOError:
+            pass
+
+    def _note_signal(self, signum: int, frame=None) -> None:
+        flag = SIGNAL_FLAGS.get(signum)
+        if flag is not None:
+            setattr(self, flag, True)
+
     def _install_signal_handlers(self) -> None:
-        def stop(signum, frame):
-            self.stop_requested = True
-            self.wakeup.set()
+        reader, writer = os.pipe()
+        os.set_blocking(reader, False)
+        os.set_blocking(writer, False)
+        self.signal_pipe = (reader, writer)
+        signal.set_wakeup_fd(writer, warn_on_full_buffer=False)
+        for signum in SIGNAL_FLAGS:
+            self.previous_handlers[signum] = signal.signal(signum, self._note_signal)
 
-        def reload(signum, frame):
-            self.reload_requested = True
-            self.wakeup.set()
-
-        def renew_now(signum, frame):
-            self.renew_requested = True
-            self.wakeup.set()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGHUP, reload)
-        signal.signal(signal.SIGUSR1, renew_now)
+    def _remove_signal_handlers(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for signum, handler in self.previous_handlers.items():
+            signal.signal(signum, handler)
+        for descriptor in self.signal_pipe or ():
+            os.close(descriptor)
+        self.signal_pipe = None
 
     # -- one-shot refresh -------------------------------------------------------------
 
