@@ -3,6 +3,7 @@
 import logging
 import os
 import sys
+import threading
 
 _PRIORITIES = {
     logging.DEBUG: 7,
@@ -19,37 +20,54 @@ _QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "docker", "requests", "s3trans
 _REDACTED = "********"
 
 
+# Rotating secrets kept for redaction, newest first. Each renewal adds two per registry
+# (password and auth value), so 256 cover days of renewals; older ones have expired.
+MAX_ROTATING_SECRETS = 256
+
+
 class SecretFilter(logging.Filter):
-    """Replace known secrets in formatted records: a last guard, not the main defence."""
+    """Replace known secrets in formatted records: a last guard, not the main defence.
+
+    ``add`` keeps a secret for the life of the process (configured keys), ``add_rotating``
+    keeps one of the last MAX_ROTATING_SECRETS (ECR passwords, AWS session tokens).
+    Records may come from any thread, so the secrets are read and changed under a lock.
+    """
 
     def __init__(self):
         super().__init__()
         self._secrets: set[str] = set()
+        self._rotating: dict[str, None] = {}  # insertion-ordered, oldest first
+        self._lock = threading.Lock()
 
     def add(self, secret: str | None) -> None:
         if secret and len(secret) >= 4:
-            self._secrets.add(secret)
+            with self._lock:
+                self._secrets.add(secret)
+
+    def add_rotating(self, secret: str | None) -> None:
+        if not secret or len(secret) < 4:
+            return
+        with self._lock:
+            self._rotating.pop(secret, None)
+            self._rotating[secret] = None
+            while len(self._rotating) > MAX_ROTATING_SECRETS:
+                del self._rotating[next(iter(self._rotating))]
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with every known secret replaced."""
+        with self._lock:
+            secrets = sorted({*self._secrets, *self._rotating}, key=len, reverse=True)
+        for secret in secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        message = record.getMessage()
-        for secret in self._secrets:
-            if secret in message:
-                message = message.replace(secret, _REDACTED)
-        record.msg, record.args = message, None
+        record.msg, record.args = self.redact(record.getMessage()), None
         if record.exc_info:
-            record.exc_text = _redact(
-                logging.Formatter().formatException(record.exc_info), self._secrets
-            )
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redact(text)
             record.exc_info = None
         return True
-
-
-def _redact(text: str, secrets) -> str:
-    for secret in secrets:
-        text = text.replace(secret, _REDACTED)
-    return text
 
 
 class PriorityFormatter(logging.Formatter):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ecr_agent import __version__, hosts
+from ecr_agent import __version__, hosts, logs
 from ecr_agent.config import AwsSource, Registry
 from ecr_agent.credentials import Credentials
 from ecr_agent.errors import TokenError
@@ -153,7 +153,7 @@ class TokenClient:
                 errors[registry.host] = f"the answer for {request.label} has no entry for it"
                 continue
             try:
-                credentials[registry.host] = decode_token(
+                decoded = decode_token(
                     entry.get("authorizationToken", ""),
                     entry.get("expiresAt"),
                     requested_at,
@@ -161,6 +161,11 @@ class TokenClient:
                 )
             except TokenError as error:
                 errors[registry.host] = str(error)
+                continue
+            # Targets may log errors that quote what they sent, the password included.
+            logs.secret_filter.add_rotating(decoded.password)
+            logs.secret_filter.add_rotating(decoded.docker_auth())
+            credentials[registry.host] = decoded
         return TokenResult(credentials, errors)
 
     def _client(self, source: AwsSource):
@@ -242,7 +247,7 @@ def _build_client(source: AwsSource):
         use_fips_endpoint=source.fips, use_dualstack_endpoint=source.dualstack
     )
     try:
-        return session.client(
+        client = session.client(
             "ecr-public" if source.public else "ecr",
             region_name=source.region,
             endpoint_url=source.endpoint_url or None,
@@ -250,6 +255,7 @@ def _build_client(source: AwsSource):
         )
     except Exception as error:  # botocore rejects endpoints and regions with ValueError
         raise TokenError(_source_label(source), describe_aws_error(error)) from error
+    return client
 
 
 _CHAIN_HINT = (
