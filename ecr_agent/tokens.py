@@ -255,7 +255,19 @@ def _build_client(source: AwsSource):
         )
     except Exception as error:  # botocore rejects endpoints and regions with ValueError
         raise TokenError(_source_label(source), describe_aws_error(error)) from error
+    client.meta.events.register("request-created", _remember_session_token)
     return client
+
+
+def _remember_session_token(request, **kwargs) -> None:
+    """Add the session token a signed request carries to the secrets that are redacted.
+
+    An endpoint or proxy may quote the request's headers in its error message.
+    """
+    token = request.headers.get("X-Amz-Security-Token")
+    if isinstance(token, bytes):
+        token = token.decode("utf-8", "replace")
+    logs.secret_filter.add_rotating(token)
 
 
 _CHAIN_HINT = (
@@ -276,6 +288,7 @@ def _assume_role_session(base, source: AwsSource):
         endpoint_url=source.sts_endpoint_url or None,
         config=_botocore_config(),
     )
+    sts.meta.events.register("request-created", _remember_session_token)
 
     def refresh():
         arguments = {
@@ -312,7 +325,14 @@ def _source_label(source: AwsSource) -> str:
 
 
 def describe_aws_error(error: Exception) -> str:
-    """Describe a botocore or network error in one line without request details."""
+    """Describe a botocore or network error in one line, known secrets redacted.
+
+    The message of an error response is the server's text, which may quote the request.
+    """
+    return logs.secret_filter.redact(_describe_aws_error(error))
+
+
+def _describe_aws_error(error: Exception) -> str:
     response = getattr(error, "response", None)
     if isinstance(response, dict) and "Error" in response:
         code = response["Error"].get("Code", "error")
