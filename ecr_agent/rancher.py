@@ -11,6 +11,7 @@ Requests use HTTP basic auth with the access key as user and the secret key as
 password, which Rancher 1.6 API keys and Rancher 2.x API tokens both accept.
 """
 
+import base64
 import logging
 import random
 import re
@@ -180,6 +181,9 @@ class RancherClient:
         # REQUESTS_CA_BUNDLE in requests' environment merge.
         self.verify = settings.ca_file or True
         self.secrets: set[str] = {password} if password else set()
+        if password:
+            # The Authorization header's value, which an echoing server may send back.
+            self.secrets.add(base64.b64encode(f"{user}:{password}".encode()).decode())
         self.denied_hint = ""
         self.schemas_url: str | None = None
         self._allowed: dict[tuple[str, str], bool] = {}
