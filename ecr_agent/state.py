@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,8 +50,11 @@ def isoformat(moment: datetime | None) -> str | None:
 
 
 def write_state(directory: Path, registries: dict[str, RegistryState], pid: int, now: datetime):
-    """Replace the state file atomically; the directory is created 0700, the file 0600."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Replace the state file atomically.
+
+    Missing directories are created 0700, parents included, and the file is created 0600.
+    """
+    _make_directories(directory)
     document = {
         "version": FORMAT_VERSION,
         "pid": pid,
@@ -70,6 +74,21 @@ def write_state(directory: Path, registries: dict[str, RegistryState], pid: int,
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _make_directories(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each with mode 0700.
+
+    Path.mkdir(parents=True) gives the parents the umask's mode, and a umask of 0 would
+    leave them writable by every user, who could then swap the state directory.
+    """
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        with suppress(FileExistsError):
+            path.mkdir(mode=0o700)
 
 
 def _remove_leftovers(directory: Path) -> None:

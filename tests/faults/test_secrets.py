@@ -223,3 +223,19 @@ def test_created_files_private_under_open_umask(agent, proxy):
     assert stat.S_IMODE(agent.docker_config.stat().st_mode) == 0o600
     assert stat.S_IMODE(agent.state_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((agent.state_dir / "state.json").stat().st_mode) == 0o600
+
+
+def test_missing_parents_private_under_open_umask(agent, proxy):
+    """Missing parents of the state directory and the Docker config are created 0700 too."""
+    agent.state_dir = agent.dir / "var" / "lib" / "state"
+    agent.docker_config = agent.dir / "home" / "docker" / "config.json"
+    agent.write()
+    old = os.umask(0)
+    try:
+        result = agent.run("refresh")
+    finally:
+        os.umask(old)
+
+    assert result.returncode == 0, result.stderr
+    for name in ("var", "var/lib", "var/lib/state", "home", "home/docker"):
+        assert stat.S_IMODE((agent.dir / name).stat().st_mode) == 0o700, name
