@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ecr_agent import __version__, logs
-from ecr_agent.config import DEFAULT_PATH, Config, load_config
+from ecr_agent.config import DEFAULT_PATH, AgentSettings, Config, load_config, tomllib
 from ecr_agent.errors import EX_CONFIG, ConfigError, TokenError
 from ecr_agent.state import read_state
 
@@ -40,14 +40,34 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+# What each command does with the Rancher secret key (see load_config).
+_SECRETS = {"run": "read", "refresh": "read", "check-config": "check", "status": "skip"}
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     path = Path(args.config or os.environ.get("ECR_AGENT_CONFIG") or DEFAULT_PATH)
     logs.setup("info")
     try:
-        config = load_config(path)
+        return _dispatch(args, path)
+    except KeyboardInterrupt:
+        log.error("interrupted; files already written are complete")
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`ecr-agent status | head`): stop quietly, and keep
+        # the interpreter from reporting the pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _dispatch(args, path: Path) -> int:
+    try:
+        config = load_config(path, secrets=_SECRETS[args.command])
     except ConfigError as error:
-        print(f"ecr-agent: {error}", file=sys.stderr)
+        # Logged, not printed, so that journald files it at error priority.
+        log.error("%s", error)
+        if args.command == "status":
+            return status_without_config(path)
         return EX_CONFIG
 
     logs.setup(config.agent.log_level)
@@ -78,6 +98,12 @@ def refresh(config: Config, args) -> int:
 
 def check_config(config: Config, args) -> int:
     print(render_config(config), end="")
+    rancher = config.rancher
+    if rancher is not None and rancher.secret_key_file and not rancher.secret_key:
+        print(
+            f"# rancher.secret_key_file names the systemd credential {rancher.secret_key_file!r};"
+            " only the service can read it, so it is not checked here"
+        )
     if not args.live:
         return 0
     return 0 if check_live(config) else 1
@@ -175,25 +201,52 @@ def _toml(value) -> str:
 
 
 def status(config: Config, args) -> int:
-    now = datetime.now(UTC)
-    try:
-        document = read_state(config.agent.state_dir)
-    except (OSError, ValueError) as error:
-        print(
-            f"ecr-agent: no state in {config.agent.state_dir}: "
-            f"{getattr(error, 'strerror', None) or error}; has the agent run yet?",
-            file=sys.stderr,
-        )
+    document = _read_state(config.agent.state_dir)
+    if document is None:
         return 1
+    hosts = [registry.host for registry in config.registries]
+    return _print_status(document, hosts, args.json)
 
+
+def status_without_config(path: Path) -> int:
+    """Show the state the agent wrote although the configuration file is invalid.
+
+    The running service keeps its last good configuration after a rejected reload, so its
+    state stays worth showing; the state directory is read from the file if it parses.
+    """
+    state_dir = AgentSettings().state_dir
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        state_dir = Path(data["agent"]["state_dir"])
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError):
+        pass
+    log.warning("showing the state in %s; `ecr-agent check-config` lists the errors", state_dir)
+    document = _read_state(state_dir)
+    if document is None:
+        return 1
+    return _print_status(document, list(document["registries"]), as_json=False)
+
+
+def _read_state(state_dir: Path) -> dict | None:
+    try:
+        return read_state(state_dir)
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or error
+        hint = "; has the agent run yet?" if isinstance(error, FileNotFoundError) else ""
+        print(f"ecr-agent: no state in {state_dir}: {reason}{hint}", file=sys.stderr)
+        return None
+
+
+def _print_status(document: dict, hosts: list[str], as_json: bool) -> int:
+    now = datetime.now(UTC)
     rows = []
-    for registry in config.registries:
-        entry = document["registries"].get(registry.host) or {"host": registry.host}
+    for host in hosts:
+        entry = document["registries"].get(host) or {"host": host}
         entry["valid"] = _is_valid(entry.get("expires_at"), now)
         rows.append(entry)
     healthy = all(row["valid"] for row in rows)
 
-    if args.json:
+    if as_json:
         output = dict(document, registries=rows, ok=healthy, checked_at=now.isoformat())
         print(json.dumps(output, indent=2))
     else:

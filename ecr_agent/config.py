@@ -19,6 +19,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_PATH = Path("/etc/ecr-agent/ecr-agent.toml")
+DEFAULT_REGION = "us-east-1"
 
 # Maximum duration accepted, in seconds. Longer ones have no use in renewing 12-hour
 # tokens, and far longer ones overflow datetime arithmetic in the renewal loop.
@@ -145,6 +146,7 @@ def _line_of(lines: list[str], path: str) -> int | None:
     return None
 
 
+TOKEN_LIFETIME = 12 * 3600.0  # seconds an ECR authorization token is valid
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # The patterns are ASCII-only and end in \Z, because \d and \w also match other
@@ -207,24 +209,30 @@ def parse_duration(value) -> float:
     return float(seconds)
 
 
-def load_config(path, environ=None) -> Config:
+def load_config(path, environ=None, secrets: str = "read") -> Config:
     """Read, validate and return the configuration at ``path``.
 
-    Raises ConfigError listing every problem found, each with its table path.
+    ``secrets`` says what to do with the Rancher secret key: "read" it (the service),
+    "check" it where it can be read but accept a systemd credential name outside the
+    service (check-config), or "skip" it (status). Raises ConfigError listing every
+    problem found, each with its table path.
     """
     environ = os.environ if environ is None else environ
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(path, [f"cannot read the file: {_os_reason(error)}"]) from error
+        reason = _os_reason(error)
+        if isinstance(error, PermissionError):
+            reason += "; run ecr-agent as root or give this user read access"
+        raise ConfigError(path, [f"cannot read the file: {reason}"]) from error
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(path, [f"invalid TOML: {error}"]) from error
 
     problems = _Problems(text)
-    config = _build(path, data, problems, environ)
+    config = _build(path, data, problems, environ, secrets)
     if problems.items:
         raise ConfigError(path, problems.items)
     return config
@@ -234,7 +242,7 @@ def _os_reason(error: Exception) -> str:
     return getattr(error, "strerror", None) or str(error)
 
 
-def _build(path, data, problems, environ):
+def _build(path, data, problems, environ, secrets):
     for name in data:
         if name not in _TABLE_KEYS and name != "registry":
             problems.add(name, "unknown table or key; expected one of " + _names(_TABLE_KEYS))
@@ -245,7 +253,7 @@ def _build(path, data, problems, environ):
     defaults = _aws_defaults(tables["aws"], problems)
     registries = _registries(data.get("registry"), defaults, problems)
     docker = _docker(tables["docker"], problems)
-    rancher = _rancher(tables["rancher"], problems, environ)
+    rancher = _rancher(tables["rancher"], problems, environ, secrets)
 
     has_target = docker.config_files or docker.users or rancher
     if not has_target and not (docker.verify_login or docker.swarm_services):
@@ -280,9 +288,16 @@ def _get(table, name, key, kind, default, problems):
         value = float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         expected = {str: "a string", bool: "true or false", float: "a number", list: "a list"}
-        problems.add(f"{name}.{key}", f"is {value!r}, but must be {expected[kind]}")
+        problems.add(f"{name}.{key}", f"is {_toml_value(value)}, but must be {expected[kind]}")
         return default
     return value
+
+
+def _toml_value(value) -> str:
+    """Show a value as it is written in TOML: true, not True."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def _agent(table, problems) -> AgentSettings:
@@ -290,6 +305,8 @@ def _agent(table, problems) -> AgentSettings:
     state_dir = _get(table, "agent", "state_dir", str, str(default.state_dir), problems)
     if not state_dir.startswith("/"):
         problems.add("agent.state_dir", f"is {state_dir!r}, but must be an absolute path")
+    elif os.path.exists(state_dir) and not os.path.isdir(state_dir):
+        problems.add("agent.state_dir", f"is {state_dir!r}, which is not a directory")
     log_level = _get(table, "agent", "log_level", str, default.log_level, problems)
     if log_level not in _LOG_LEVELS:
         problems.add(
@@ -319,6 +336,12 @@ def _renewal(table, problems) -> RenewalSettings:
     if not 0 < fraction < 1:
         problems.add("renewal.lifetime_fraction", f"is {fraction!r}, but must be between 0 and 1")
         fraction = default.lifetime_fraction
+    for key in ("min_interval", "retry_max"):
+        if values[key] > TOKEN_LIFETIME:
+            problems.add(
+                f"renewal.{key}",
+                f"is {values[key]:g} s, but must be at most 12h, the time an ECR token lasts",
+            )
     if values["retry_max"] < values["retry_initial"]:
         problems.add(
             "renewal.retry_max", "is shorter than renewal.retry_initial; raise it or lower that"
@@ -327,7 +350,7 @@ def _renewal(table, problems) -> RenewalSettings:
 
 
 def _aws_defaults(table, problems) -> dict:
-    defaults = {"region": _get(table, "aws", "region", str, "", problems)}
+    defaults = {"region": _get(table, "aws", "region", str, DEFAULT_REGION, problems)}
     if defaults["region"]:
         _check_region("aws.region", defaults["region"], problems)
     defaults.update(_source_keys(table, "aws", {}, problems))
@@ -374,19 +397,21 @@ def _registries(entries, defaults, problems) -> tuple[Registry, ...]:
         problems.add("registry", "must be an array of tables ([[registry]])")
         return ()
 
-    registries = []
+    named = []
     for index, entry in enumerate(entries):
         registry = _registry(f"registry[{index}]", entry, defaults, problems)
         if registry is not None:
-            registries.append(registry)
+            named.append((f"registry[{index}]", registry))
 
     seen: dict[str, str] = {}
-    for index, registry in enumerate(registries):
-        for host in (registry.host, *registry.aliases):
-            if host in seen:
-                problems.add(f"registry[{index}]", f"repeats host {host} of {seen[host]}")
-            seen.setdefault(host, f"registry[{index}]")
-    return tuple(registries)
+    for name, registry in named:
+        if registry.host in registry.aliases:
+            problems.add(f"{name}.aliases", f"lists the registry's own host {registry.host}")
+        for host in dict.fromkeys((registry.host, *registry.aliases)):
+            if host in seen and seen[host] != name:
+                problems.add(name, f"repeats host {host} of {seen[host]}")
+            seen.setdefault(host, name)
+    return tuple(registry for _, registry in named)
 
 
 def _registry(name, entry, defaults, problems) -> Registry | None:
@@ -410,11 +435,17 @@ def _registry(name, entry, defaults, problems) -> Registry | None:
         source = AwsSource(region="us-east-1", public=True, **source_keys)
         return Registry(hosts.PUBLIC_HOST, None, source, aliases)
 
-    account = _get(entry, name, "account", str, "", problems)
-    region = _get(entry, name, "region", str, defaults["region"], problems)
     if "account" not in entry:
         problems.add(name, 'missing account; set account = "123456789012" or public = true')
         return None
+    if not isinstance(entry["account"], str):
+        problems.add(
+            f"{name}.account",
+            f"is {_toml_value(entry['account'])}, but must be a quoted string of 12 digits",
+        )
+        return None
+    account = entry["account"]
+    region = _get(entry, name, "region", str, defaults["region"], problems)
     if not hosts.ACCOUNT_PATTERN.match(account):
         problems.add(f"{name}.account", f"is {account!r}, but must be 12 digits")
         return None
@@ -484,7 +515,7 @@ def _docker(table, problems) -> DockerSettings:
     )
 
 
-def _rancher(table, problems, environ) -> RancherSettings | None:
+def _rancher(table, problems, environ, secrets) -> RancherSettings | None:
     values = {
         key: _get(table, "rancher", key, str, "", problems)
         for key in _TABLE_KEYS["rancher"]
@@ -498,9 +529,10 @@ def _rancher(table, problems, environ) -> RancherSettings | None:
     problem = _rancher_url_problem(url)
     if problem:
         problems.add("rancher.url", problem)
-    secret = _rancher_secret(values, problems, environ)
+    secret = "" if secrets == "skip" else _rancher_secret(values, problems, environ, secrets)
     # A whole bearer token ("token-abcde:secret") as the secret carries its access key.
-    if not values["access_key"] and ":" not in secret:
+    secret_known = secrets == "read" or bool(secret)
+    if not values["access_key"] and ":" not in secret and secret_known:
         problems.add(
             "rancher.access_key",
             "is missing; set the API access key, or put the whole bearer token "
@@ -562,7 +594,7 @@ def _rancher_url_problem(url) -> str | None:
     return validate_url(url)
 
 
-def _rancher_secret(values, problems, environ) -> str:
+def _rancher_secret(values, problems, environ, secrets) -> str:
     inline, file_name = values["secret_key"], values["secret_key_file"]
     if inline and file_name:
         problems.add("rancher.secret_key", "and rancher.secret_key_file are both set; keep one")
@@ -574,6 +606,8 @@ def _rancher_secret(values, problems, environ) -> str:
         return ""
 
     path = _secret_path(file_name, environ)
+    if path is None and secrets == "check":
+        return ""
     if path is None:
         problems.add(
             "rancher.secret_key_file",

@@ -155,7 +155,7 @@ INVALID = [
     ("[[registry]]\naccount = '12345'\nregion = 'us-east-1'\n", "registry[0].account"),
     ("[[registry]]\naccount = 123456789012\nregion = 'us-east-1'\n", "registry[0].account"),
     ("[[registry]]\naccount = '123456789012'\nregion = 'mars'\n", "registry[0].region"),
-    ("[[registry]]\naccount = '123456789012'\n", "missing region"),
+    ("[aws]\nregion = ''\n[[registry]]\naccount = '123456789012'\n", "missing region"),
     ("[[registry]]\nregion = 'us-east-1'\n", "missing account"),
     ("[[registry]]\npublic = true\naccount = '123456789012'\n", "registry[0].account: is set"),
     ("[[registry]]\npublic = 'yes'\n", "registry[0].public"),
@@ -280,3 +280,50 @@ def test_rancher_bearer_token_without_access_key(tmp_path):
     config = load_config(write(tmp_path, text), environ={})
     assert config.rancher.access_key == ""
     assert config.rancher.secret_key == "token-abcde:STAND-IN-RANCHER-SECRET"
+
+
+def test_region_defaults_to_us_east_1(tmp_path):
+    config = load_config(write(tmp_path, "[[registry]]\naccount = '123456789012'\n"), environ={})
+    assert config.registries[0].host == "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+@pytest.mark.parametrize("key", ["min_interval", "retry_max"])
+def test_duration_longer_than_token_rejected(tmp_path, key):
+    found = problems(tmp_path, f"[renewal]\n{key} = '13h'\n" + MINIMAL)
+    assert f"renewal.{key}: is 46800 s, but must be at most 12h" in found
+
+
+def test_state_dir_that_is_a_file(tmp_path):
+    (tmp_path / "state-file").write_text("")
+    text = MINIMAL.replace("/var/lib/ecr-agent", str(tmp_path / "state-file"))
+    assert "which is not a directory" in problems(tmp_path, text)
+
+
+def test_integer_account_gives_one_problem(tmp_path):
+    found = problems(tmp_path, "[[registry]]\naccount = 123456789012\n")
+    assert found == (
+        "registry[0].account: is 123456789012, but must be a quoted string of 12 digits (line 2)"
+    )
+
+
+def test_alias_equal_to_own_host(tmp_path):
+    text = MINIMAL + 'aliases = ["123456789012.dkr.ecr.us-west-2.amazonaws.com"]\n'
+    found = problems(tmp_path, text)
+    assert "registry[0].aliases: lists the registry's own host" in found
+    assert "repeats host" not in found
+
+
+def test_boolean_shown_as_toml(tmp_path):
+    assert "is true, but must be a string" in problems(tmp_path, "[agent]\nlog_level = true\n")
+
+
+def test_rancher_credential_name_accepted_by_check(tmp_path):
+    path = write(tmp_path, RANCHER.format(secret="rancher-secret") + MINIMAL)
+    config = load_config(path, environ={}, secrets="check")
+    assert config.rancher.secret_key == ""
+    assert config.rancher.secret_key_file == "rancher-secret"
+
+
+def test_rancher_secret_skipped_for_status(tmp_path):
+    path = write(tmp_path, RANCHER.format(secret=tmp_path / "absent") + MINIMAL)
+    assert load_config(path, environ={}, secrets="skip").rancher.secret_key == ""

@@ -279,3 +279,22 @@ def test_sigterm_during_hung_call_exits(agent, proxy):
             process.communicate()
     assert process.returncode == 0, stderr
     assert "<6>stopping" in stderr
+
+
+def test_status_after_config_broke(agent):
+    agent.write(ONE)
+    assert agent.run("refresh").returncode == 0
+    agent.config.write_text(agent.config.read_text() + "\n[[registry]]\naccount = 'broken'\n")
+    result = agent.run("status")
+
+    assert result.returncode == 0, result.stderr
+    assert "<3>invalid configuration" in result.stderr
+    assert "showing the state in " + str(agent.state_dir) in result.stderr
+    assert HOST in result.stdout
+
+
+def test_config_error_logged_at_error_priority(agent):
+    agent.config.write_text("[agent]\nlog_level = 'loud'\n")
+    result = agent.run("run")
+    assert result.returncode == 78
+    assert result.stderr.startswith("<3>invalid configuration")
