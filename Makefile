@@ -10,9 +10,12 @@ demo:
 test:
 	bash tests/run-all.sh
 
-lint: $(VENV)/bin/ruff
-	$(VENV)/bin/ruff format --check ecr_agent tests benchmarks
-	$(VENV)/bin/ruff check ecr_agent tests benchmarks
+LINT_PATHS = ecr_agent tests $(wildcard benchmarks)
+
+lint:
+	[ -x $(VENV)/bin/ruff ] || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install -q -r tests/requirements.txt; }
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
 
 deb:
 	bash packaging/build-deb.sh

@@ -20,6 +20,7 @@ How the entry for a host is written follows the Docker CLI (docker/cli,
   stale password under a URL key cannot be picked up.
 """
 
+import errno
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from ecr_agent.targets import Outcome
 
 logger = logging.getLogger(__name__)
 
-HELPER_TIMEOUT = 30.0  # seconds for one ``docker-credential-<name> store`` call
+HELPER_TIMEOUT = 30.0  # seconds for the ``docker-credential-<name> store`` calls of a publish
 HELPER_OUTPUT_CHARS = 200  # helper output quoted in a warning, after redaction
 WRITE_ATTEMPTS = 5  # merges of one file before giving up on a file that keeps changing
 CHANGE_PAUSE = 0.02  # seconds, times the attempt number, to wait after a change
@@ -70,9 +71,16 @@ class DockerConfigTarget:
         self.settings = settings
         self.pwd_lookup = pwd_lookup
         self.helper_timeout = helper_timeout
+        self._helper_deadline = time.monotonic() + helper_timeout
 
     def publish(self, hosts: Mapping[str, Credentials]) -> list[Outcome]:
-        """Write ``hosts`` into every file and return one Outcome per file."""
+        """Write ``hosts`` into every file and return one Outcome per file.
+
+        All credential helper calls of one publish share ``helper_timeout``, so a hung
+        helper delays the renewal loop, and its watchdog ping, once and not once per host
+        and file.
+        """
+        self._helper_deadline = time.monotonic() + self.helper_timeout
         outcomes = []
         for path in self.settings.config_files:
             outcomes.append(self._publish_admin_file(Path(path), hosts))
@@ -128,6 +136,12 @@ class DockerConfigTarget:
             return self._failed(path, str(error))
         except OSError as error:
             cause = f"writing the file failed: {error.strerror}"
+            if error.errno == errno.EROFS:
+                # The shipped unit makes everything but /root/.docker and /home read-only.
+                cause += (
+                    "; under systemd, allow the directory with ReadWritePaths= in a drop-in "
+                    "(systemctl edit ecr-agent)"
+                )
             return self._failed(path, str(DockerConfigError(path, cause)))
         except Exception as error:
             logger.debug("unexpected failure writing %s", path, exc_info=True)
@@ -271,6 +285,13 @@ class DockerConfigTarget:
             options = {"user": owner.uid, "group": owner.gid, "extra_groups": groups}
             options.update(env=env, cwd="/")
 
+        remaining = self._helper_deadline - time.monotonic()
+        if remaining <= 0:
+            return (
+                f"{program_name} store was not run, because credential helpers already took "
+                f"the {self.helper_timeout:g} s one renewal allows them"
+            )
+
         try:
             process = subprocess.Popen(
                 [program, "store"],
@@ -285,11 +306,11 @@ class DockerConfigTarget:
 
         with process:
             try:
-                stdout, stderr = process.communicate(stdin.encode(), self.helper_timeout)
+                stdout, stderr = process.communicate(stdin.encode(), remaining)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.communicate()
-                return f"{program_name} store timed out after {self.helper_timeout:g} s"
+                return f"{program_name} store timed out after {remaining:.1f} s"
 
         if process.returncode != 0:
             output = (stdout or stderr).decode(errors="replace").strip()

@@ -19,8 +19,8 @@ fi
 if ! [ -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import ecr_agent, moto' 2>/dev/null; then
     say "creating $VENV (ecr-agent and moto from PyPI)"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e . 'moto[server]' 2>&1 | grep -v -e '^WARNING: Location' -e '^ *$' >&2 || true
+    "$VENV/bin/pip" install -q -e . 'moto[server]' > "$VENV/pip.log" 2>&1 ||
+        { cat "$VENV/pip.log" >&2; exit 1; }
 fi
 
 WORK=$(mktemp -d /tmp/ecr-agent-demo.XXXXXX)
