@@ -259,3 +259,40 @@ def test_kill_9_leaves_old_or_new_file(agent, proxy):
     assert leftovers(agent.state_dir) == []
     assert agent.password_of() == proxy.last_password()
     print(f"{KILLS} kills, {seen_leftovers} temporary files left behind by them")
+
+
+HANGING_HELPER = """#!/bin/sh
+# A credential helper that never answers, like docker-credential-pass waiting for a
+# GPG passphrase that nobody types.
+echo started >> "$HELPER_LOG"
+exec sleep 3600
+"""
+
+
+def test_hanging_helper_costs_one_timeout(tmp_path, monkeypatch):
+    """The publish pass, and with it the watchdog ping, waits for a hung helper once."""
+    helpers = tmp_path / "bin"
+    helpers.mkdir()
+    (helpers / "docker-credential-hanging").write_text(HANGING_HELPER)
+    (helpers / "docker-credential-hanging").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helpers}:{os.environ['PATH']}")
+    monkeypatch.setenv("HELPER_LOG", str(tmp_path / "helper.log"))
+    files = [tmp_path / name / "config.json" for name in ("first", "second")]
+    for path in files:
+        path.parent.mkdir()
+        path.write_text(json.dumps({"credsStore": "hanging"}))
+    now = datetime.now(UTC)
+    hosts = {
+        host: Credentials("AWS", f"STAND-IN-{index}", now, now + timedelta(hours=12))
+        for index, host in enumerate((HOST, "210987654321.dkr.ecr.us-east-1.amazonaws.com"))
+    }
+    settings = DockerSettings(config_files=tuple(files), verify_login=False)
+
+    outcomes = DockerConfigTarget(settings, helper_timeout=0.5).publish(hosts)
+
+    assert (tmp_path / "helper.log").read_text().count("started") == 1
+    assert [outcome.error for outcome in outcomes] == [None, None]
+    assert "docker-credential-hanging store timed out after 0.5 s" in outcomes[0].warning
+    assert "docker-credential-hanging store was not run, because" in outcomes[1].warning
+    for path in files:
+        assert set(json.loads(path.read_text())["auths"]) == set(hosts)
