@@ -16,7 +16,13 @@ from ecr_agent.config import Config, load_config
 from ecr_agent.credentials import Credentials
 from ecr_agent.errors import ConfigError, TokenError
 from ecr_agent.notify import Notifier
-from ecr_agent.state import RegistryState, TargetState, isoformat, write_state
+from ecr_agent.state import (
+    RegistryState,
+    TargetState,
+    isoformat,
+    load_registries,
+    write_state,
+)
 from ecr_agent.targets import Outcome, Target
 from ecr_agent.tokens import TokenClient, TokenRequest, plan_requests
 
@@ -98,6 +104,9 @@ class Agent:
         self.target_due: dict[str, datetime] = {}
         self.target_failures: dict[str, int] = {}
         self.last_error: str | None = None
+        self.one_shot = False
+        # Expiry and history survive a restart; target outcomes are this process's own.
+        self.registries = load_registries(config.agent.state_dir)
         self._apply(config)
 
     # -- configuration -------------------------------------------------------------
@@ -111,6 +120,8 @@ class Agent:
                 registry.host, registry.account, registry.source.region
             )
             state.aliases = list(registry.aliases)
+            # The new targets report afresh; outcomes of removed ones must not linger.
+            state.targets = {}
             self.registries[registry.host] = state
         self.current = {h: c for h, c in self.current.items() if h in self.registries}
 
@@ -290,20 +301,25 @@ class Agent:
             state.last_error = message
             state.last_error_at = isoformat(now)
             state.failures = self.failures[request]
-        log.error("%s; %s; retry in %.0f s", message, self._validity(request, now), delay)
+        retry = "" if self.one_shot else f"; retry in {delay:.0f} s"
+        log.error("%s; %s%s", message, self._validity(request, now), retry)
 
     def _validity(self, request: TokenRequest, now: datetime) -> str:
-        expiries = [
-            self.current[registry.host].expires_at
-            for registry in request.registries
-            if registry.host in self.current
-        ]
+        expiries = [self._expires_at(registry.host) for registry in request.registries]
+        expiries = [moment for moment in expiries if moment is not None]
         if not expiries:
-            return "no credentials yet"
+            return "no earlier credentials are in place"
         soonest = min(expiries)
         if soonest <= now:
-            return f"current credentials expired at {isoformat(soonest)}"
-        return f"current credentials valid until {isoformat(soonest)}"
+            return f"the credentials in place expired at {isoformat(soonest)}"
+        return f"the credentials in place are valid until {isoformat(soonest)}"
+
+    def _expires_at(self, host: str) -> datetime | None:
+        """Return the expiry of the newest credentials of ``host``, also from an earlier run."""
+        if host in self.current:
+            return self.current[host].expires_at
+        text = self.registries[host].expires_at
+        return datetime.fromisoformat(text) if text else None
 
     def _set_due(self, request: TokenRequest, due: datetime) -> None:
         self.due[request] = due
@@ -339,7 +355,8 @@ class Agent:
         self.target_failures[target.name] = failures
         delay = renewal.retry_delay(failures, self.config.renewal, self.rng)
         self.target_due[target.name] = self.wall_clock() + timedelta(seconds=delay)
-        log.info("publishing to %s again in %.0f s", target.name, delay)
+        if not self.one_shot:
+            log.info("publishing to %s again in %.0f s", target.name, delay)
 
     def retry_targets(self) -> None:
         """Publish the current credentials again to each failed target that is due."""
@@ -401,11 +418,13 @@ class Agent:
 
     def status_line(self) -> str:
         now = self.wall_clock()
-        valid = {h: c for h, c in self.current.items() if not c.is_expired(now)}
-        parts = [f"{len(valid)} of {len(self.registries)} registries valid"]
+        expiries = {host: self._expires_at(host) for host in self.registries}
+        valid = {host: moment for host, moment in expiries.items() if moment and moment > now}
+        noun = "registry" if len(self.registries) == 1 else "registries"
+        parts = [f"{len(valid)} of {len(self.registries)} {noun} valid"]
         if valid:
-            host, credentials = min(valid.items(), key=lambda item: item[1].expires_at)
-            parts.append(f"soonest expiry {isoformat(credentials.expires_at)} ({host})")
+            host, soonest = min(valid.items(), key=lambda item: item[1])
+            parts.append(f"soonest expiry {isoformat(soonest)} ({host})")
         if self.last_error:
             parts.append(f"last error: {self.last_error}")
         return "; ".join(parts).replace("\n", " ")
@@ -420,7 +439,7 @@ class Agent:
         """Renew forever until SIGTERM or SIGINT; return the exit status."""
         self._install_signal_handlers()
         log.info(
-            "starting: %d registries, %d token requests, targets: %s",
+            "starting: %d registries in %d token requests, targets: %s",
             len(self.registries),
             len(self.requests),
             ", ".join(target.name for target in self.targets) or "none",
@@ -508,6 +527,7 @@ class Agent:
 
     def refresh(self, flush_timeout: float = 60.0) -> bool:
         """Renew everything once and wait for targets that publish in the background."""
+        self.one_shot = True
         ok = self.renew(force=True)
         for target in self.targets:
             flush = getattr(target, "flush", None)

@@ -111,3 +111,26 @@ def read_state(directory: Path) -> dict:
     if not isinstance(document, dict) or not isinstance(document.get("registries"), dict):
         raise ValueError(f"{directory / STATE_FILE} is not an ecr-agent state file")
     return document
+
+
+def load_registries(directory: Path) -> dict[str, RegistryState]:
+    """Return the registries of an earlier state file, without their target outcomes.
+
+    Missing, unreadable or foreign files give an empty result: the state is a record for
+    ``status``, never needed to renew.
+    """
+    try:
+        document = read_state(directory)
+    except (OSError, ValueError):
+        return {}
+
+    names = set(RegistryState.__dataclass_fields__) - {"targets"}
+    loaded = {}
+    for host, entry in document["registries"].items():
+        if not isinstance(entry, dict) or entry.get("host") != host:
+            continue
+        try:
+            loaded[host] = RegistryState(**{k: v for k, v in entry.items() if k in names})
+        except TypeError:
+            continue
+    return loaded

@@ -187,3 +187,26 @@ def test_failed_target_is_retried(tmp_path):
     assert set(target.published[1]) == {HOST_A, HOST_B, "cache.internal"}
     assert "daemon" not in agent.target_due
     assert tokens.calls == 2
+
+
+def test_state_survives_restart(tmp_path):
+    first, _, _ = make_agent(tmp_path, [RecordingTarget("files")])
+    first.renew(force=True)
+
+    second, _, tokens = make_agent(tmp_path, [RecordingTarget("files")])
+    tokens.failing.update({"us-east-1", "eu-west-1"})
+    second.renew(force=True)
+
+    assert second.registries[HOST_A].expires_at == "2026-01-01T12:00:00+00:00"
+    assert second.registries[HOST_A].last_success == "2026-01-01T00:00:00+00:00"
+    assert second.registries[HOST_A].targets == {}
+    assert second.status_line().startswith("2 of 2 registries valid")
+
+
+def test_one_shot_failure_promises_no_retry(tmp_path, caplog):
+    agent, _, tokens = make_agent(tmp_path, [RecordingTarget("files")])
+    tokens.failing.add("eu-west-1")
+    agent.refresh()
+
+    assert "ThrottlingException" in caplog.text
+    assert "retry in" not in caplog.text

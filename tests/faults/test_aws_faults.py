@@ -145,7 +145,7 @@ def test_fault_reported_in_status(scenario):
 def test_fault_logged_with_validity(scenario):
     errors = [line for line in scenario.log.splitlines() if line.startswith("<3>token request")]
     assert errors
-    assert all("current credentials valid until" in line for line in errors)
+    assert all("the credentials in place are valid until" in line for line in errors)
 
 
 def test_fault_backoff_within_retry_max(scenario):
