@@ -9,10 +9,18 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.aws_proxy import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The suite shares two cores with dockerd, systemd and moto: time limits would make the
+# property tests fail on a busy machine for reasons that have nothing to do with them.
+settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-machine")
 
 # Stand-in AWS keys; moto accepts any. Tests assert that none of them leaks.
 AWS_ACCESS_KEY_ID = "AKIASTANDINKEY000001"
