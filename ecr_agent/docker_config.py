@@ -20,7 +20,9 @@ How the entry for a host is written follows the Docker CLI (docker/cli,
   stale password under a URL key cannot be picked up.
 """
 
+import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 HELPER_TIMEOUT = 30.0  # seconds for the ``docker-credential-<name> store`` calls of a publish
 HELPER_OUTPUT_CHARS = 200  # helper output quoted in a warning, after redaction
+LOCK_WAIT = 10.0  # seconds to wait for another ecr-agent writing the same directory
 WRITE_ATTEMPTS = 5  # merges of one file before giving up on a file that keeps changing
 CHANGE_PAUSE = 0.02  # seconds, times the attempt number, to wait after a change
 
@@ -167,8 +170,14 @@ class DockerConfigTarget:
         """Merge ``hosts`` into the file, again from the start if it changes meanwhile.
 
         Another program (``docker login``) may replace the file between this read and
-        the rename; writing anyway would drop that program's change.
+        the rename; writing anyway would drop that program's change. Two ecr-agent
+        processes (the service and a manual refresh) also exclude each other with a lock
+        on the directory; the Docker CLI takes no lock, so it is not held back by it.
         """
+        with _directory_lock(dir_fd, path):
+            return self._update_retrying(dir_fd, name, path, owner, hosts)
+
+    def _update_retrying(self, dir_fd, name, path, owner, hosts) -> list[str]:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return self._update_once(dir_fd, name, path, owner, hosts)
@@ -417,3 +426,27 @@ def set_auth_entries(document: dict, entries: Mapping[str, dict]) -> None:
 def render_config(document: dict) -> bytes:
     """Serialize a config document as the Docker CLI does: tab-indented JSON."""
     return json.dumps(document, indent="\t", ensure_ascii=False).encode("utf-8")
+
+
+@contextlib.contextmanager
+def _directory_lock(dir_fd: int, path: str):
+    """Hold an exclusive flock on the file's directory, waiting at most LOCK_WAIT seconds.
+
+    After the wait the write goes ahead unlocked: a stuck process must not stop renewals,
+    and the change check before the rename still guards the merge.
+    """
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                logger.warning("writing %s without its lock, held for over %g s", path, LOCK_WAIT)
+                yield
+                return
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        fcntl.flock(dir_fd, fcntl.LOCK_UN)

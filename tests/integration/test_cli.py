@@ -298,3 +298,28 @@ def test_config_error_logged_at_error_priority(agent):
     result = agent.run("run")
     assert result.returncode == 78
     assert result.stderr.startswith("<3>invalid configuration")
+
+
+def test_two_agents_writing_one_file_keep_both(agent, tmp_path):
+    import subprocess
+
+    from tests.conftest import agent_command, agent_env
+
+    agent.write(ONE)
+    other = tmp_path / "other.toml"
+    other.write_text(
+        agent.config.read_text().replace('account = "123456789012"', 'account = "210987654321"')
+    )
+    for _ in range(8):
+        agent.docker_config.unlink(missing_ok=True)
+        processes = [
+            subprocess.Popen(
+                agent_command("--config", str(path), "refresh"),
+                env=agent_env(tmp_path),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for path in (agent.config, other)
+        ]
+        assert [process.wait(timeout=60) for process in processes] == [0, 0]
+        assert set(agent.docker_auths()) == {HOST, "210987654321.dkr.ecr.us-east-1.amazonaws.com"}
