@@ -317,8 +317,8 @@ def _remember_session_token(request, **kwargs) -> None:
 
 
 _CHAIN_HINT = (
-    "(looked in the environment, the shared credentials and config files, "
-    "and instance metadata); set a profile or provide credentials"
+    "(looked in the environment, the shared credentials and config files, and instance "
+    "metadata unless AWS_EC2_METADATA_DISABLED is set); set a profile or provide credentials"
 )
 
 
