@@ -169,7 +169,12 @@ class AwsProxy:
         except ValueError:
             return answer
         data = document.get("authorizationData")
-        entries = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+        if isinstance(data, dict):
+            entries = [data]  # ECR Public's answer holds one entry, not a list
+        elif isinstance(data, list):
+            entries = data
+        else:
+            entries = []
         for entry in entries:
             if self.expires_in is not None:
                 entry["expiresAt"] = time.time() + self.expires_in

@@ -1,7 +1,7 @@
 """Invalid configurations through the command line: exit 78, a message with key and fix.
 
 Every case runs ``ecr-agent check-config`` and ``ecr-agent run``; both must exit 78
-(EX_CONFIG) before writing anything, and stderr must name the key and say what to do.
+(EX_CONFIG) before writing anything, and stderr must name the key and give the fix.
 A running agent sent SIGHUP with a bad file keeps renewing with the configuration it has.
 """
 

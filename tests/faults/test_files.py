@@ -262,8 +262,8 @@ def test_kill_9_leaves_old_or_new_file(agent, proxy):
 
 
 HANGING_HELPER = """#!/bin/sh
-# A credential helper that never answers, like docker-credential-pass waiting for a
-# GPG passphrase that nobody types.
+# A credential helper that never returns, like docker-credential-pass waiting for a
+# GPG passphrase at a terminal that is not there.
 echo started >> "$HELPER_LOG"
 exec sleep 3600
 """

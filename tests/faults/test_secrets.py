@@ -3,7 +3,7 @@
 The agent runs at log_level "debug" with stand-in secrets: an AWS secret key, an AWS
 session token, the ECR passwords the proxy hands out, the ECR Public password and a
 Rancher secret key from a secret file. The AWS proxy, a Rancher server and a Docker
-daemon all answer with errors that quote the request they got, headers and body, as
+daemon all respond with errors that quote the request they got, headers and body, as
 some proxies and debugging servers do, and a credential helper prints its input back.
 Every stdout, stderr and the state file are then searched for the secrets, also in the
 base64 forms that Docker config entries and HTTP basic auth use.
@@ -34,9 +34,9 @@ RANCHER_ACCESS_KEY = "STAND-IN-RANCHER-ACCESS-KEY"
 
 
 class EchoServer:
-    """Answers every request with an error that quotes the request's headers and body.
+    """An HTTP server whose every error response quotes the request's headers and body.
 
-    ``ok_paths`` maps a path suffix to a JSON answer given with status 200 instead, so a
+    ``ok_paths`` maps a path suffix to a JSON response sent with status 200 instead, so a
     client gets far enough to send its credentials.
     """
 
@@ -94,6 +94,7 @@ exit 1
 def setup_world(tmp_path, proxy):
     rancher = EchoServer()
     daemon = EchoServer({"/_ping": "OK", "/version": {"ApiVersion": "1.41", "Version": "20.10"}})
+
     helpers = tmp_path / "bin"
     helpers.mkdir()
     (helpers / "docker-credential-stand-in").write_text(ECHO_HELPER)
@@ -101,6 +102,7 @@ def setup_world(tmp_path, proxy):
     secret_file = tmp_path / "rancher-secret"
     secret_file.write_text(RANCHER_SECRET_KEY + "\n")
     secret_file.chmod(0o600)
+
     env = {
         "AWS_SESSION_TOKEN": AWS_SESSION_TOKEN,
         "PATH": f"{helpers}:{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -109,6 +111,7 @@ def setup_world(tmp_path, proxy):
     helper_file = agent.dir / "helper-docker" / "config.json"
     helper_file.parent.mkdir(parents=True, mode=0o700)
     helper_file.write_text(json.dumps({"credHelpers": {HOST: "stand-in"}}))
+
     rancher_table = toml_table(
         "rancher",
         {

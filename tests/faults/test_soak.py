@@ -67,7 +67,8 @@ def test_soak_memory_and_descriptors_flat(tmp_path, moto):
         f"soak: {RENEWALS} renewals by SIGUSR1 and {proxy.token_calls()} token calls "
         f"in {duration:.0f} s; after {WARM_UP} renewals RSS {rss_first} KiB, "
         f"{fds_first} fds, {threads_first} threads; at the end RSS {rss_last} KiB, "
-        f"{fds_last} fds, {threads_last} threads; RSS at most {rss_max} KiB"
+        f"{fds_last} fds, {threads_last} threads; RSS at most {rss_max} KiB; "
+        f"RSS every 100 renewals: {[rss for rss, _, _ in samples]}"
     )
     assert log.count("reloading configuration") == RENEWALS // 50
     assert "token request failed" in log

@@ -21,7 +21,7 @@ DEBIAN_DOCKER = Path("/usr/bin/docker")  # the docker.io package's CLI
 
 
 class FakeDaemon:
-    """Answers the Docker API calls of ``docker login``: ping, info and auth."""
+    """A Docker daemon API for ``docker login``: ping and auth succeed, info is missing."""
 
     def __init__(self):
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _DaemonHandler)
@@ -96,7 +96,7 @@ def python_login(config_dir: Path, host: str, password: str, pause=0.005) -> Non
         document = {}
     auth = base64.b64encode(f"AWS:{password}".encode()).decode()
     document.setdefault("auths", {})[host] = {"auth": auth}
-    time.sleep(pause)  # docker login asks the daemon between its read and its save
+    time.sleep(pause)  # docker login calls the daemon between its read and its save
 
     # Named as Go's os.CreateTemp names the Docker CLI's file: the name, random digits.
     temporary = config_dir / f"config.json{random.randrange(2**32)}"
