@@ -260,7 +260,9 @@ class Agent:
             latest = credentials
 
         if latest is None:
-            self._record_failure(request, "no registry of the request got credentials", now)
+            reasons = "; ".join(dict.fromkeys(result.errors.values()))
+            cause = f"the answer has no usable entry: {reasons}"
+            self._record_failure(request, str(TokenError(request.label, cause)), now)
             return False
         self.failures[request] = 0
         due = renewal.renewal_time(

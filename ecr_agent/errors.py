@@ -25,6 +25,7 @@ class TokenError(EcrAgentError):
 
     def __init__(self, source, cause):
         self.source = source
+        self.cause = cause
         super().__init__(f"token request failed for {source}: {cause}")
 
 

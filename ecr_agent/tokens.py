@@ -54,7 +54,7 @@ class TokenRequest:
 
 @dataclass(frozen=True)
 class TokenResult:
-    """Credentials per registry host, and an error for each registry the answer lacked."""
+    """Credentials per registry host, and the reason for each registry left without."""
 
     credentials: dict[str, Credentials]
     errors: dict[str, str]
@@ -160,7 +160,7 @@ class TokenClient:
         for registry in request.registries:
             entry = by_account.get(registry.account)
             if entry is None:
-                errors[registry.host] = f"the answer for {request.label} has no entry for it"
+                errors[registry.host] = "the answer has no entry for this registry"
                 continue
             try:
                 decoded = decode_token(
@@ -170,7 +170,7 @@ class TokenClient:
                     registry.host,
                 )
             except TokenError as error:
-                errors[registry.host] = str(error)
+                errors[registry.host] = error.cause
                 continue
             # Targets may log errors that quote what they sent, the password included.
             logs.secret_filter.add_rotating(decoded.password)

@@ -12,6 +12,7 @@ serial number appended), so each renewal changes what the agent writes.
 import base64
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -29,6 +30,8 @@ FAULTS = (
     "hang",  # the connection is accepted and never answered
     "slow",  # the answer arrives, a byte at a time
     "reflect",  # HTTP 400 whose error message quotes the request headers, as some proxies do
+    "empty",  # HTTP 200 with no authorizationData entry
+    "garbage",  # HTTP 200 whose authorizationToken is not base64 of user:password
 )
 
 
@@ -104,7 +107,7 @@ class AwsProxy:
                     proxy.call_times.append((time.monotonic(), name))
                 fault = proxy._next_fault()
                 if fault:
-                    self._inject(fault)
+                    self._inject(fault, body)
                     return
                 if name == PUBLIC_TARGET:
                     status, headers, answer = 200, {}, _public_token(time.time() + 12 * 3600)
@@ -130,7 +133,7 @@ class AwsProxy:
                     if proxy.stopped.wait(0.5):
                         return
 
-            def _inject(self, fault):
+            def _inject(self, fault, body: bytes):
                 if fault == "throttle":
                     error = {"__type": "ThrottlingException", "message": "Rate exceeded"}
                     self._send(400, json.dumps(error).encode(), "application/x-amz-json-1.1")
@@ -156,6 +159,10 @@ class AwsProxy:
                     self._send(
                         500, json.dumps(error).encode(), "application/x-amz-json-1.1", slow=True
                     )
+                elif fault in ("empty", "garbage"):
+                    data = [] if fault == "empty" else _garbage_entries(self.headers, body)
+                    answer = json.dumps({"authorizationData": data}).encode()
+                    self._send(200, answer, "application/x-amz-json-1.1")
                 elif fault == "reflect":
                     quoted = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
                     error = {"__type": "InvalidRequestException", "message": quoted}
@@ -211,6 +218,24 @@ def _public_token(expires_at: float) -> bytes:
     token = base64.b64encode(f"AWS:{PUBLIC_PASSWORD}".encode()).decode()
     data = {"authorizationToken": token, "expiresAt": expires_at}
     return json.dumps({"authorizationData": data}).encode()
+
+
+def _garbage_entries(headers, body: bytes) -> list[dict]:
+    """Return one entry per requested registry whose token is not base64."""
+    region = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", headers.get("Authorization", ""))
+    region_name = region[1] if region else "us-east-1"
+    try:
+        accounts = json.loads(body or b"{}").get("registryIds") or []
+    except ValueError:
+        accounts = []
+    return [
+        {
+            "authorizationToken": "not base64!",
+            "expiresAt": time.time() + 3600,
+            "proxyEndpoint": f"https://{account}.dkr.ecr.{region_name}.amazonaws.com",
+        }
+        for account in accounts
+    ]
 
 
 def free_port() -> int:
