@@ -85,6 +85,10 @@ class DockerDaemonTarget:
     whose image is on a renewed host. The daemon gets ``timeout`` seconds for accepting
     a connection and for each response. ``client_factory(base_url, timeout)`` returns a
     ``docker.APIClient``; tests pass their own.
+
+    The client is kept from one publish to the next, which saves the API version
+    negotiation and about 10 ms per renewal (benchmarks/, figure 1). It is dropped when
+    the daemon cannot be reached, so the next publish connects and negotiates again.
     """
 
     name = "docker daemon"
@@ -100,6 +104,7 @@ class DockerDaemonTarget:
         self._client_factory = client_factory or create_client
         self._reported_not_manager = False
         self._secrets: list[str] = []
+        self._client = None
 
     def publish(self, hosts: Mapping[str, Credentials]) -> list[Outcome]:
         """Verify and push ``hosts`` to the daemon; return one Outcome per host.
@@ -114,7 +119,7 @@ class DockerDaemonTarget:
         errors: dict[str, list[str]] = {host: [] for host in hosts}
         warnings: dict[str, list[str]] = {host: [] for host in hosts}
         try:
-            client = self._client_factory(self.settings.host, self.timeout)
+            client = self._connect()
         except Exception as exc:
             log.debug(
                 "connecting to the Docker daemon at %s failed", self.settings.host, exc_info=True
@@ -129,6 +134,7 @@ class DockerDaemonTarget:
                 )
             return self._outcomes(hosts, errors, warnings, secrets)
 
+        reachable = False
         try:
             _use_credentials(client, hosts)
             reachable = True
@@ -137,12 +143,21 @@ class DockerDaemonTarget:
             if self.settings.swarm_services and reachable:
                 self._update_services(client, hosts, errors, warnings)
         finally:
-            client.close()
+            if not reachable:
+                self.close()
 
         return self._outcomes(hosts, errors, warnings, secrets)
 
     def close(self) -> None:
-        """Release nothing: each publish opens and closes its own client."""
+        """Close the client kept between publishes, if there is one."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _connect(self):
+        if self._client is None:
+            self._client = self._client_factory(self.settings.host, self.timeout)
+        return self._client
 
     def _verify_logins(self, client, hosts, errors) -> bool:
         """Log in to each host through the daemon; return False once the daemon is unreachable.
