@@ -11,6 +11,7 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -272,6 +273,10 @@ class Driver:
             for (dependency_set, count), agent in agents.items():
                 spent = measure.cpu_seconds_stat(agent.pid) - used[(dependency_set, count)]
                 cpu[f"{count} regions, {mode} ({dependency_set})"] = spent / rounds
+        profiles = {}
+        for dependency_set in self.sets:
+            agent = agents[(dependency_set, 20)]
+            profiles[f"20 regions, {mode} ({dependency_set})"] = self.profile(agent, rounds)
         self.control("/settings", {"delay": 0.0, "cache": False})
 
         builds = {}
@@ -280,7 +285,33 @@ class Driver:
             built = agent.count_lines(CLIENT_BUILT)
             builds[f"{count} regions ({dependency_set})"] = {"passes": passes, "clients": built}
         self.stop_all()
-        self.record("regions", samples, client_builds=builds, modes=modes, cpu_per_pass=cpu)
+        self.record(
+            "regions",
+            samples,
+            client_builds=builds,
+            modes=modes,
+            cpu_per_pass=cpu,
+            profiles=profiles,
+        )
+
+    def profile(self, agent: RunningProcess, renewals: int) -> dict | None:
+        """Sample the agent with py-spy while it renews; only threads holding the GIL count."""
+        py_spy = Path(sys.executable).parent / "py-spy"
+        if not py_spy.exists():
+            return None
+        output = self.logs / f"profile-{agent.name}.txt"
+        command = [py_spy, "record", "--gil", "--nonblocking", "--rate", "1000"]
+        command += ["--format", "raw", "--output", output, "--pid", str(agent.pid)]
+        with open(self.log(f"py-spy-{agent.name}"), "ab") as log:
+            spy = subprocess.Popen(command, stdout=log, stderr=log)
+            time.sleep(1)  # py-spy attaches to the process
+            for _ in range(renewals):
+                agent.renew_now()
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        if not output.exists():
+            return None
+        return measure.summarize_profile(output.read_text())
 
     # -- figure 6: docker pull with auths against the credential helper ---------------
 

@@ -272,6 +272,46 @@ def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+# -- profiles ------------------------------------------------------------------------
+
+# Groups of frames in a profile of a renewal pass, by a text their frames contain.
+PROFILE_GROUPS = {
+    "botocore API call (serialize, sign, send, parse)": "_make_api_call (botocore",
+    "token thread start and futures": "Thread.start (threading",
+    "config file target": "DockerConfigTarget.publish",
+    "state file": "Agent._save_state",
+    "logging": "Logger._log (logging",
+}
+
+
+def summarize_profile(raw: str, top: int = 12) -> dict:
+    """Summarize py-spy's raw output: sample shares of frame groups and of top functions.
+
+    Each line of the raw (collapsed) format is a stack, frames separated by ``;`` with the
+    innermost last, and a sample count at the end. A function counts once per stack.
+    """
+    total = 0
+    groups: dict[str, int] = dict.fromkeys(PROFILE_GROUPS, 0)
+    functions: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack, _, count_text = line.rstrip().rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        for group, marker in PROFILE_GROUPS.items():
+            if marker in stack:
+                groups[group] += count
+        seen = set()
+        for frame in stack.split(";"):
+            name = frame.split(":", 1)[0] + ")" if "(" in frame else frame
+            if name not in seen:
+                seen.add(name)
+                functions[name] = functions.get(name, 0) + count
+    ranked = sorted(functions.items(), key=lambda item: item[1], reverse=True)
+    return {"samples": total, "groups": groups, "top": ranked[:top]}
+
+
 # -- statistics ----------------------------------------------------------------------
 
 
