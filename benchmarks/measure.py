@@ -284,7 +284,7 @@ PROFILE_GROUPS = {
 }
 
 
-def summarize_profile(raw: str, top: int = 12) -> dict:
+def summarize_profile(raw: str, top: int = 16) -> dict:
     """Summarize py-spy's raw output: sample shares of frame groups and of top functions.
 
     Each line of the raw (collapsed) format is a stack, frames separated by ``;`` with the

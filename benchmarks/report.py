@@ -300,26 +300,34 @@ class Report:
         self.table(header, rows)
 
         rows = []
+        reused = True
         for key, entry in figure["client_builds"].items():
             first = median(samples.get(f"first pass, {key}"))
             rows.append([key, ms(first), str(entry["passes"]), str(entry["clients"])])
+            reused &= entry["clients"] == int(key.split(" ", 1)[0])
+        verdict_text = (
+            "After all passes each count equals the number of regions, so no client was rebuilt."
+            if reused
+            else "**Some agent built more clients than it has regions.**"
+        )
         self.add(
             "Client reuse: each agent logs `AWS credentials for ... come from` once per "
-            "client it builds. After all passes, the count equals the number of regions, so "
-            "no client was rebuilt. The first pass builds the clients one after another.",
+            f"client it builds. {verdict_text} The first pass builds the clients one after "
+            "another, from one shared boto3 session.",
             "",
         )
         self.table(["agent", "first pass ms", "passes", "clients built"], rows)
-        self.profiles(figure.get("profiles") or {})
+        self.profiles(figure.get("profiles") or {}, samples)
 
-    def profiles(self, profiles: dict) -> None:
+    def profiles(self, profiles: dict, samples: dict) -> None:
         for label, profile in profiles.items():
             if not profile or not profile["samples"]:
                 continue
             total = profile["samples"]
+            passes = profile.get("passes") or samples.get(label, {}).get("n")
             self.add(
                 f"Profile of the agent's passes, {label}: py-spy record --gil at 1000 Hz "
-                f"during the same number of passes, {total} samples (a sample counts only "
+                f"during {passes} more passes, {total} samples (a sample counts only "
                 "while a thread of the agent holds the GIL, so the shares are of its Python "
                 "CPU time):",
                 "",
@@ -327,7 +335,7 @@ class Report:
             rows = [[group, f"{100 * count / total:.0f}%"] for group, count in
                     profile["groups"].items()]  # fmt: skip
             rows += [[f"`{name}`", f"{100 * count / total:.0f}%"] for name, count in
-                     profile["top"] if count < total]  # fmt: skip
+                     profile["top"] if not _is_wrapper(name)]  # fmt: skip
             self.table(["frames", "share of samples"], rows)
 
     def pulls(self) -> None:
@@ -377,6 +385,10 @@ class Report:
         )
         rows = []
         for client, summary in figure["per_day"].items():
+            if client.startswith("DIY"):
+                days = figure["diy_days"]
+                rows.append([client, f"{summary['median']:g}", f"(mean of {days} days)", str(days)])
+                continue
             rows.append([client, f"{summary['median']:g}", spread(summary, 1, 0),
                          str(summary["n"])])  # fmt: skip
         self.table(["client", "calls per day (median)", "min-max", "days"], rows)
@@ -534,6 +546,11 @@ class Report:
             lines.append(f"| {goal} | {case} | {text} | {result} |")
         lines.append("")
         return lines
+
+
+def _is_wrapper(frame: str) -> bool:
+    """Tell whether a profile frame only wraps others: thread start-up, runpy, <module>."""
+    return any(marker in frame for marker in ("threading.py", "<frozen runpy>", "<module>"))
 
 
 class Limits:

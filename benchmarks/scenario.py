@@ -1,7 +1,7 @@
-"""What the benchmark driver runs: environments, agent configurations and commands.
+"""Environments, agent configurations and commands of the benchmark driver.
 
-Everything here runs inside the benchmark's network namespace, where the ECR API host
-names resolve to the TLS emulator and the registry host to the rig's registry.
+With the rig, every command runs inside the benchmark's network namespace, where the ECR
+API host names resolve to the TLS emulator and the registry host to the rig's registry.
 """
 
 import json
@@ -55,7 +55,7 @@ class Scenario:
     # -- environments ----------------------------------------------------------------
 
     def base_env(self, **extra) -> dict:
-        """An explicit environment: stand-in AWS keys, the rig's CA, no host settings."""
+        """Return an explicit environment: stand-in AWS keys, the CA, no host settings."""
         home = self.directory("home")
         env = {
             "PATH": SYSTEM_PATH,
@@ -98,7 +98,7 @@ class Scenario:
         return command + (["--sleep"] if sleep else [])
 
     def diy_pipeline(self, account: str = ACCOUNT) -> str:
-        """The cron job: get-login-password piped into docker login, as AWS documents it."""
+        """Return the cron job's shell pipeline: get-login-password into docker login."""
         host = f"{account}.dkr.ecr.{REGION}.amazonaws.com"
         return (
             f"{self.aws} ecr get-login-password --region {REGION} "
@@ -172,10 +172,3 @@ def _toml_duration(key: str, value: float) -> str:
 
 def registry_host(account: str, region: str = REGION) -> str:
     return f"{account}.dkr.ecr.{region}.amazonaws.com"
-
-
-def describe_environment(env: dict) -> str:
-    """Render the variables a command ran with, the secret key masked."""
-    shown = {key: value for key, value in env.items() if key not in ("PATH", "LANG")}
-    shown["AWS_SECRET_ACCESS_KEY"] = "..."
-    return " ".join(f"{key}={value}" for key, value in sorted(shown.items()))
