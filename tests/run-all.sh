@@ -9,7 +9,7 @@ DEBIAN_PACKAGES=(
     docker.io docker-registry amazon-ecr-credential-helper iproute2 openssl curl
     python3-venv python3-boto3 python3-docker python3-sdnotify python3-tomli python3-bcrypt
     debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools
-    lintian rpm rpmlint
+    lintian rpm rpmlint man-db
 )
 NEWEST=.venv
 DEBIAN12=.venv-debian12
