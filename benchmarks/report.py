@@ -587,6 +587,16 @@ class Limits:
             ready = [median(samples.get(f"run to READY {k}-{name}")) for k in ("daemon", "file")]
             floor = median(samples.get(f"floor {name}"))
             imports = self.report.results.get("import_times", {})
+            if None in refresh or None in ready:
+                agent_imports = imports.get(f"ecr-agent refresh, file ({name})", {})
+                floor_imports = imports.get(f"floor ({name})", {})
+                parts.append(
+                    f"With the {name} set ({', '.join(cases)}), the agent's imports took "
+                    f"{ms(agent_imports.get('total'))} ms against the floor's "
+                    f"{ms(floor_imports.get('total'))} ms (import-time table), and a refresh "
+                    f"{ms(refresh[1])} ms against the floor's {ms(floor)} ms."
+                )
+                continue
             label = f"ecr-agent refresh, daemon ({name})"
             docker_import = dict(imports.get(label, {}).get("top", [])).get("docker")
             targets = median(samples.get(f"renewal targets ({name})"))
