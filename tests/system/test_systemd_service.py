@@ -113,7 +113,7 @@ def test_status_line(agent):
 
     assert status_text
     assert status_lines == [f'Status: "{status_text}"']
-    assert "registries" in status_text
+    assert "of 1 registry valid" in status_text
 
 
 def test_config_files_written_from_sandbox(agent):
