@@ -59,18 +59,13 @@ def check_report(report: str, figures) -> None:
         assert secret not in report
 
 
-def test_bench_with_rig(short_directory):
-    reason = missing_requirements()
-    if reason:
-        pytest.skip(reason)
-    report = run_bench(short_directory, "--namespace", "ecragent-bsmoke")
-    check_report(report, RIG_FIGURES)
-    assert "DIY pipeline" in report
-    assert "credential helper" in report
-
-
-def test_bench_moto_only(short_directory):
+def test_bench_entry_point(short_directory):
+    """Run every figure with the rig where it can run, else the figures that need only moto."""
     if missing_requirements() is None:
-        pytest.skip("test_bench_with_rig runs these figures with the rig")
-    report = run_bench(short_directory, "--moto-only")
-    check_report(report, MOTO_FIGURES)
+        report = run_bench(short_directory, "--namespace", "ecragent-bsmoke")
+        check_report(report, RIG_FIGURES)
+        assert "DIY pipeline" in report
+        assert "credential helper" in report
+    else:
+        report = run_bench(short_directory, "--moto-only")
+        check_report(report, MOTO_FIGURES)
