@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENT_CALLS = 32
 FIRST_PASS_EXTENSION = 30.0  # seconds asked of systemd at a time while the first pass runs
 STOP_POLL = 0.25  # seconds between checks for a stop request while token calls run
-IDLE_WAKEUP = 60.0  # longest sleep, so a wall-clock jump is noticed within a minute
+IDLE_WAKEUP = 60.0  # maximum sleep, so a wall-clock jump is noticed within a minute
 
 # The flag each handled signal sets; the service loop acts on the flags.
 SIGNAL_FLAGS = {
@@ -45,7 +45,7 @@ SIGNAL_FLAGS = {
 
 
 def build_targets(config: Config, on_result=None) -> list[Target]:
-    """Create the targets the configuration asks for, config files first."""
+    """Create the targets that the configuration names, config files first."""
     targets: list[Target] = []
     docker = config.docker
     if docker.config_files or docker.users:
