@@ -40,7 +40,7 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-# What each command does with the Rancher secret key (see load_config).
+# The handling of the Rancher secret key for each command (see load_config).
 _SECRETS = {"run": "read", "refresh": "read", "check-config": "check", "status": "skip"}
 
 

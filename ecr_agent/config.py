@@ -45,7 +45,7 @@ class RenewalSettings:
 
 @dataclass(frozen=True)
 class AwsSource:
-    """Where a token comes from: the credential source, region and endpoint."""
+    """The origin of a token: the credential source, region and endpoint."""
 
     region: str
     profile: str = ""

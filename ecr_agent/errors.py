@@ -21,7 +21,7 @@ class ConfigError(EcrAgentError):
 
 
 class TokenError(EcrAgentError):
-    """A GetAuthorizationToken call or its answer failed for one token request."""
+    """A GetAuthorizationToken call or its response failed for one token request."""
 
     def __init__(self, source, cause):
         self.source = source

@@ -129,7 +129,7 @@ def _bare_host(text: str) -> str:
     if host.endswith(":443"):
         host = host[: -len(":443")]
     if not host:
-        raise ValueError(f"{text!r} holds no host name")
+        raise ValueError(f"{text!r} contains no host name")
     if not host.isascii():
         raise ValueError(f"{text!r} is not an ASCII host name")
     return host

@@ -1,6 +1,6 @@
 """The state file that ``ecr-agent status`` reads: per registry, times and errors.
 
-It holds host names, times and error messages, never a credential.
+It contains host names, times and error messages, never a credential.
 """
 
 import json
@@ -29,7 +29,7 @@ class TargetState:
 
 @dataclass
 class RegistryState:
-    """What the agent knows about one registry; times are ISO 8601 strings in UTC."""
+    """The recorded history of one registry. Times are ISO 8601 strings in UTC."""
 
     host: str
     account: str | None

@@ -12,7 +12,7 @@ class Outcome:
     """The result of publishing to one target.
 
     ``host`` is None when the outcome covers every host of the batch (one config file
-    holds them all). ``error`` is None on success; ``warning`` marks a write that worked
+    contains them all). ``error`` is None on success; ``warning`` marks a write that worked
     but will not be used as intended (a credential helper shadows the entry).
     Messages name files, hosts and resources, never a secret.
     """

@@ -88,7 +88,7 @@ def decode_token(token: str, expires_at: datetime, requested_at: datetime, label
     if not separator or not username or not password:
         raise TokenError(label, "the authorization token is not of the form user:password")
     if not isinstance(expires_at, datetime):
-        raise TokenError(label, "the answer has no expiresAt time")
+        raise TokenError(label, "the response has no expiresAt time")
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
     return Credentials(username, password, requested_at, expires_at)
